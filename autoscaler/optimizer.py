@@ -1,0 +1,216 @@
+"""Heterogeneous scaling: replicas per variant by exact optimisation (OR-Tools CP-SAT).
+
+A *variant* is one ModelServing of the same model on other hardware or settings. Given
+the demand (in the units of the policy metric's target), each variant's capacity per
+replica in those units, its cost, bounds and current count, and what the cluster can
+still place, :func:`optimize` chooses counts that
+
+    minimise   Σ cost·x  +  churn·Σ cost·|x - current|  +  M·shortfall
+    subject to Σ capacity·x + shortfall ≥ demand·(1 + headroom)
+               min ≤ x ≤ max,   x - current ≤ what placement allows
+               new replicas of one GPU pool packed onto that pool's nodes' free GPUs
+
+The shortfall term keeps the model feasible when the cluster is full: the plan then
+carries the largest capacity the cluster can hold and says how much is missing.
+Every plan lists, per variant, why it got its count.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+_SCALE = 1000  # CP-SAT is integral: capacities, demand and costs in thousandths
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    cost: float  # per replica and hour (GPU price x GPUs per replica)
+    capacity: float  # demand units one replica carries at its target
+    min_replicas: int
+    max_replicas: int
+    current: int = 0
+    gpus_per_replica: int = 0  # per node for single-node replicas; 0 = does not need GPUs
+    pool: str | None = None  # GPU type whose free capacity limits new replicas
+
+    def __post_init__(self) -> None:
+        if self.cost < 0:
+            raise ValueError(f"variant {self.name!r}: cost must be >= 0, got {self.cost}")
+        if not self.capacity > 0:
+            raise ValueError(f"variant {self.name!r}: capacity must be > 0, got {self.capacity}")
+        if not 0 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(f"variant {self.name!r}: need 0 <= minReplicas <= maxReplicas, "
+                             f"got {self.min_replicas}..{self.max_replicas}")
+        if self.current < 0:
+            raise ValueError(f"variant {self.name!r}: current must be >= 0, got {self.current}")
+        if self.gpus_per_replica < 0:
+            raise ValueError(f"variant {self.name!r}: gpusPerReplica must be >= 0")
+
+
+@dataclass(frozen=True)
+class Placeable:
+    """What the cluster can still place, from `topology`/`placement` or given directly.
+
+    `max_additional[variant]` caps new replicas of one variant (e.g. multi-node gangs that
+    need whole free domains); `free_gpus[pool]` lists free GPUs per node of a GPU type, and
+    new single-node replicas of all variants in that pool are packed onto those nodes."""
+
+    max_additional: Mapping[str, int] = field(default_factory=dict)
+    free_gpus: Mapping[str, Sequence[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    churn: float = 0.1  # penalty per replica changed, as a fraction of that replica's cost
+    headroom: float = 0.0  # extra capacity asked for on top of the demand
+    time_limit_s: float = 1.0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.churn < 0:
+            raise ValueError(f"churn must be >= 0, got {self.churn}")
+        if self.headroom < 0:
+            raise ValueError(f"headroom must be >= 0, got {self.headroom}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    replicas: dict[str, int]
+    demand: float
+    capacity: float
+    cost: float
+    shortfall: float
+    status: str
+    seconds: float
+    reasons: dict[str, str]
+
+    @property
+    def meets_demand(self) -> bool:
+        return self.shortfall <= 0
+
+    def summary(self) -> str:
+        parts = [f"{n}={c}" for n, c in self.replicas.items()]
+        head = f"demand {self.demand:.2f} -> capacity {self.capacity:.2f} at cost {self.cost:.2f} ({', '.join(parts)})"
+        return head if self.meets_demand else f"{head}; short by {self.shortfall:.2f}: cluster full"
+
+
+def max_additional_replicas(free_per_node: Sequence[int], gpus_per_replica: int) -> int:
+    """New single-node replicas that fit on nodes with these free GPUs (one variant alone)."""
+    if gpus_per_replica <= 0:
+        raise ValueError(f"gpusPerReplica must be > 0, got {gpus_per_replica}")
+    return sum(max(f, 0) // gpus_per_replica for f in free_per_node)
+
+
+def placement_cap(v: Variant, placeable: Placeable) -> int | None:
+    caps: list[int] = []
+    if v.name in placeable.max_additional:
+        caps.append(max(0, placeable.max_additional[v.name]))
+    if v.pool is not None and v.gpus_per_replica > 0 and v.pool in placeable.free_gpus:
+        caps.append(max_additional_replicas(placeable.free_gpus[v.pool], v.gpus_per_replica))
+    return min(caps) if caps else None
+
+
+def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | None = None,
+             config: OptimizerConfig | None = None) -> Plan:
+    started = time.perf_counter()
+    if not variants:
+        raise ValueError("variants must not be empty")
+    if len({v.name for v in variants}) != len(variants):
+        raise ValueError("variant names must be unique")
+    if not math.isfinite(demand) or demand < 0:
+        raise ValueError(f"demand must be a finite number >= 0, got {demand}")
+    placeable = placeable or Placeable()
+    config = config or OptimizerConfig()
+    need = math.ceil(demand * (1 + config.headroom) * _SCALE - 1e-6)
+
+    m = cp_model.CpModel()
+    xs: list[cp_model.IntVar] = []
+    ups: list[cp_model.IntVar] = []
+    cost_terms = []
+    caps: list[int | None] = []
+    for v in variants:
+        cap = placement_cap(v, placeable)
+        caps.append(cap)
+        hi = v.max_replicas
+        if cap is not None:
+            # Placement only limits growth; replicas that exist keep running.
+            hi = max(min(hi, v.current + cap), min(v.current, v.max_replicas), v.min_replicas)
+        x = m.new_int_var(v.min_replicas, hi, f"x_{v.name}")
+        up = m.new_int_var(0, max(0, hi - v.current), f"up_{v.name}")
+        down = m.new_int_var(0, max(0, v.current - v.min_replicas), f"down_{v.name}")
+        m.add(x - v.current == up - down)
+        unit = round(v.cost * _SCALE)
+        churn = round(v.cost * config.churn * _SCALE)
+        cost_terms.append(unit * x + churn * (up + down))
+        xs.append(x)
+        ups.append(up)
+
+    # Pack new replicas of each pool onto that pool's nodes.
+    pools: dict[str, list[int]] = {}
+    for i, v in enumerate(variants):
+        if v.pool is not None and v.gpus_per_replica > 0 and v.pool in placeable.free_gpus:
+            pools.setdefault(v.pool, []).append(i)
+    for pool, members in pools.items():
+        if len(members) < 2:
+            continue  # one variant alone: its cap above is exact
+        free = [max(0, f) for f in placeable.free_gpus[pool]]
+        per_variant: dict[int, list[cp_model.IntVar]] = {i: [] for i in members}
+        for n, f in enumerate(free):
+            ks = []
+            for i in members:
+                g = variants[i].gpus_per_replica
+                k = m.new_int_var(0, f // g, f"k_{pool}_{n}_{i}")
+                per_variant[i].append(k)
+                ks.append(g * k)
+            m.add(sum(ks) <= f)
+        for i, ks in per_variant.items():
+            m.add(sum(ks) >= ups[i])
+
+    shortfall = m.new_int_var(0, max(need, 0), "shortfall")
+    m.add(sum(round(v.capacity * _SCALE) * x for v, x in zip(variants, xs, strict=True)) + shortfall >= need)
+    # One unit of shortfall must outweigh any cost the whole fleet could add.
+    big = 1 + sum(round(v.cost * (1 + 2 * config.churn) * _SCALE) * v.max_replicas for v in variants)
+    m.minimize(sum(cost_terms) + big * shortfall)
+
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = config.time_limit_s
+    solver.parameters.num_workers = config.workers
+    status = solver.solve(m)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        raise RuntimeError(f"optimizer: CP-SAT returned {solver.status_name(status)}")
+    counts = {v.name: int(solver.value(x)) for v, x in zip(variants, xs, strict=True)}
+    capacity = sum(v.capacity * counts[v.name] for v in variants)
+    cost = sum(v.cost * counts[v.name] for v in variants)
+    short = solver.value(shortfall) / _SCALE
+    reasons = explain(variants, counts, caps, demand, short)
+    return Plan(replicas=counts, demand=demand, capacity=capacity, cost=cost, shortfall=short,
+                status=solver.status_name(status), seconds=time.perf_counter() - started, reasons=reasons)
+
+
+def explain(variants: Sequence[Variant], counts: Mapping[str, int], caps: Sequence[int | None],
+            demand: float, shortfall: float) -> dict[str, str]:
+    ranked = sorted(variants, key=lambda v: v.cost / v.capacity)
+    rank = {v.name: i + 1 for i, v in enumerate(ranked)}
+    out: dict[str, str] = {}
+    for v, cap in zip(variants, caps, strict=True):
+        n = counts[v.name]
+        why = [f"{v.current}->{n}", f"cost/capacity {v.cost / v.capacity:.3g} (rank {rank[v.name]})"]
+        if cap is not None and n >= v.current + cap and n < v.max_replicas:
+            why.append(f"placement allows only {cap} more")
+        if n == v.max_replicas:
+            why.append("at maxReplicas")
+        elif n == v.min_replicas:
+            why.append("at minReplicas" if demand > 0 else "no demand")
+        if n < v.current:
+            why.append("released: cheaper capacity covers the demand")
+        elif n == v.current and n not in (v.min_replicas, v.max_replicas):
+            why.append("kept: changing it would cost more than it saves")
+        if shortfall > 0:
+            why.append(f"cluster short by {shortfall:.2f}")
+        out[v.name] = "; ".join(why)
+    return out
