@@ -168,8 +168,8 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
                 per_variant[i].append(k)
                 ks.append(g * k)
             m.add(sum(ks) <= f)
-        for i, ks in per_variant.items():
-            m.add(sum(ks) >= ups[i])
+        for i, placed in per_variant.items():
+            m.add(sum(placed) >= ups[i])
 
     shortfall = m.new_int_var(0, max(need, 0), "shortfall")
     m.add(sum(round(v.capacity * _SCALE) * x for v, x in zip(variants, xs, strict=True)) + shortfall >= need)
