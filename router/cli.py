@@ -1,0 +1,81 @@
+"""`caldera router`: run the router from a static YAML file or against a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import click
+from aiohttp import web
+
+from router.config import RouterConfig, load_config
+from router.server import Router
+
+log = logging.getLogger("caldera.router")
+
+
+async def serve(config: RouterConfig, kubeconfig: str | None = None, cluster: bool = False,
+                namespace: str | None = None) -> None:
+    router = Router(config)
+    if cluster:
+        from router.discovery import Discovery
+
+        discovery = Discovery(router.state, kubeconfig=kubeconfig, namespace=namespace,
+                              on_synced=lambda: setattr(router, "ready", True))
+        router.app.on_startup.append(lambda app: discovery.start())
+        router.app.on_cleanup.append(lambda app: discovery.stop())
+    else:
+        router.load_static()
+    runner = web.AppRunner(router.app, access_log=None, handle_signals=True)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
+    await site.start()
+    log.info("router listening", extra={"host": config.host, "port": config.port, "profile": config.profile,
+                                        "mode": "cluster" if cluster else "static"})
+    print(f"caldera router listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+@click.command("router")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="Router YAML: profiles, limits and, in static mode, modelRoutes/modelServers/endpoints.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False),
+              help="Cluster mode: watch ModelRoute, ModelServer and Pods with this kubeconfig.")
+@click.option("--in-cluster", is_flag=True, help="Cluster mode with the in-cluster service account.")
+@click.option("--namespace", default=None, help="Watch one namespace only (default: all).")
+@click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default 8080).")
+@click.option("--profile", default=None,
+              help="Scheduling profile: default, random, round-robin, least-request, prefix, precise, dynamo, "
+                   "or one defined in the config.")
+@click.option("--metrics-interval", type=float, default=None, help="Engine metrics scrape interval, seconds.")
+@click.option("--tokenizer", default=None, help="Tokenizer for the precise KV index, e.g. enginesim:whitespace.")
+@click.option("--no-kv-events", is_flag=True, help="Do not subscribe to engines' KV events.")
+@click.option("--no-access-log", is_flag=True, help="Disable the JSON access log.")
+@click.option("--seed", type=int, default=None, help="Random seed for pickers and canary splits.")
+def router_command(config_path: str | None, kubeconfig: str | None, in_cluster: bool, namespace: str | None,
+                   host: str | None, port: int | None, profile: str | None, metrics_interval: float | None,
+                   tokenizer: str | None, no_kv_events: bool, no_access_log: bool, seed: int | None) -> None:
+    """Run the OpenAI-compatible, KV-cache-aware router."""
+    overrides: dict[str, Any] = {"host": host, "port": port, "profile": profile,
+                                 "metricsInterval": metrics_interval, "tokenizer": tokenizer, "seed": seed}
+    if no_kv_events:
+        overrides["kvEvents"] = False
+    if no_access_log:
+        overrides["accessLog"] = False
+    try:
+        config = load_config(config_path, overrides)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    cluster = bool(kubeconfig or in_cluster)
+    if not cluster and config_path is None:
+        raise click.UsageError("give --config FILE (static mode) or --kubeconfig/--in-cluster (cluster mode)")
+    log.debug("router configuration", extra={"config": config.model_dump(by_alias=True)})
+    import uvloop
+
+    uvloop.run(serve(config, kubeconfig, cluster, namespace))

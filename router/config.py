@@ -1,0 +1,171 @@
+"""Typed router configuration, validated at start.
+
+Static mode reads ModelRoutes, ModelServers and endpoints from one YAML file; cluster mode
+reads them from Kubernetes and uses the rest of this file (profiles, limits, intervals).
+Profiles wire filters -> weighted scorers -> picker by name, as llm-d's EndpointPickerConfig.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from router import filters as flt
+from router import pickers as pk
+from router.cost_model import CostModelScorer
+from router.scheduling import Filter, Picker, Profile, Scorer, WeightedScorer
+from router.scorers.inflight import InflightScorer
+from router.scorers.kv_events import KVEventsScorer
+from router.scorers.kv_usage import KVUsageScorer
+from router.scorers.latency import LatencyScorer
+from router.scorers.lora_affinity import LoraAffinityScorer
+from router.scorers.prefix_cache import PrefixCacheScorer
+from router.scorers.queue import QueueScorer
+from router.scorers.running import RunningScorer
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PluginRef(_Model):
+    type: str
+    weight: float = Field(1.0, ge=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProfileConfig(_Model):
+    filters: list[PluginRef] = Field(default_factory=list)
+    scorers: list[PluginRef] = Field(default_factory=list)
+    picker: PluginRef = Field(default_factory=lambda: PluginRef(type="max-score"))
+
+
+class PrefixIndexConfig(_Model):
+    block_tokens: int = Field(16, ge=1, alias="blockTokens")
+    max_blocks: int = Field(256, ge=1, alias="maxBlocks")
+    lru_capacity: int = Field(31_250, ge=1, alias="lruCapacity")
+
+
+class PDConfig(_Model):
+    # Skip the prefill pod when fewer uncached prompt tokens than this remain (0 = never skip).
+    skip_prefill_below_tokens: int = Field(0, ge=0, alias="skipPrefillBelowTokens")
+    sglang_bootstrap_port: int = Field(8998, ge=1, le=65535, alias="sglangBootstrapPort")
+
+
+class StaticEndpoint(_Model):
+    name: str
+    address: str = Field(pattern=r"^[^:/\s]+:\d+$")
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    kv_events: str | None = Field(None, alias="kvEvents")
+    kv_replay: str | None = Field(None, alias="kvReplay")
+    bootstrap_port: int | None = Field(None, alias="bootstrapPort")
+
+
+class RouterConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    profile: str = "default"
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    metrics_interval_s: float = Field(0.2, gt=0, alias="metricsInterval")
+    models_interval_s: float = Field(5.0, gt=0, alias="modelsInterval")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
+    upstream_timeout_s: float = Field(600.0, gt=0, alias="upstreamTimeout")
+    prefix_index: PrefixIndexConfig = Field(default_factory=PrefixIndexConfig, alias="prefixIndex")
+    tokenizer: str | None = None  # "module:attr" returning a tokenizer, e.g. "enginesim:whitespace"
+    kv_events: bool = Field(True, alias="kvEvents")
+    pd: PDConfig = Field(default_factory=PDConfig)
+    session_headers: list[str] = Field(default_factory=lambda: ["x-session-id", "x-user-id"],
+                                       alias="sessionHeaders")
+    lora_paths: dict[str, str] = Field(default_factory=dict, alias="loraPaths")
+    access_log: bool = Field(True, alias="accessLog")
+    seed: int | None = None
+    model_routes: list[dict[str, Any]] = Field(default_factory=list, alias="modelRoutes")
+    model_servers: list[dict[str, Any]] = Field(default_factory=list, alias="modelServers")
+    endpoints: list[StaticEndpoint] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _profile_exists(self) -> RouterConfig:
+        if self.profile not in self.all_profiles():
+            raise ValueError(f"profile: unknown profile {self.profile!r}; "
+                             f"defined: {sorted(self.all_profiles())}")
+        for name, prof in self.all_profiles().items():
+            build_profile(name, prof, random.Random(0))  # validate plugin names and params now
+        return self
+
+    def all_profiles(self) -> dict[str, ProfileConfig]:
+        return {**BUILTIN_PROFILES, **self.profiles}
+
+
+def _p(type_: str, weight: float = 1.0, **params: Any) -> PluginRef:
+    return PluginRef(type=type_, weight=weight, params=params)
+
+
+# The default: precise prefix affinity (approximate when no events) balanced against fresh
+# load (the router's own in-flight tokens) and engine KV/queue pressure; see docs/router.md.
+BUILTIN_PROFILES: dict[str, ProfileConfig] = {
+    "default": ProfileConfig(
+        filters=[_p("healthy"), _p("busy")],
+        scorers=[_p("kv-events", 3), _p("inflight", 2, by="tokens"), _p("queue", 1), _p("kv-usage", 1),
+                 _p("lora-affinity", 1)],
+        picker=_p("max-score")),
+    "random": ProfileConfig(picker=_p("random")),
+    "round-robin": ProfileConfig(picker=_p("round-robin")),
+    "least-request": ProfileConfig(scorers=[_p("inflight", 1, by="requests")], picker=_p("max-score")),
+    "prefix": ProfileConfig(scorers=[_p("prefix-cache", 3), _p("queue", 2), _p("kv-usage", 2)],
+                            picker=_p("max-score")),
+    "precise": ProfileConfig(scorers=[_p("kv-events", 3, fallback_to_approximate=False), _p("queue", 2),
+                                      _p("kv-usage", 2)], picker=_p("max-score")),
+    "dynamo": ProfileConfig(scorers=[_p("cost-model", 1, overlap_weight=1.0)], picker=_p("max-score")),
+}
+
+_SCORERS: dict[str, type] = {
+    "prefix-cache": PrefixCacheScorer, "kv-events": KVEventsScorer, "kv-usage": KVUsageScorer,
+    "queue": QueueScorer, "running": RunningScorer, "inflight": InflightScorer, "latency": LatencyScorer,
+    "lora-affinity": LoraAffinityScorer, "cost-model": CostModelScorer,
+}
+_FILTERS: dict[str, type] = {"healthy": flt.HealthyFilter, "busy": flt.BusyFilter, "lora": flt.LoraFilter}
+_PICKERS: dict[str, type] = {"max-score": pk.MaxScorePicker, "weighted-random": pk.WeightedRandomPicker,
+                             "softmax": pk.SoftmaxPicker, "random": pk.RandomPicker,
+                             "round-robin": pk.RoundRobinPicker}
+
+
+def _make(kind: str, registry: dict[str, type], ref: PluginRef, where: str, **extra: Any) -> Any:
+    cls = registry.get(ref.type)
+    if cls is None:
+        raise ValueError(f"{where}: unknown {kind} {ref.type!r}; expected one of {sorted(registry)}")
+    try:
+        return cls(**ref.params, **extra)
+    except TypeError as exc:
+        raise ValueError(f"{where}: bad params for {kind} {ref.type!r}: {exc}") from None
+
+
+def build_profile(name: str, cfg: ProfileConfig, rng: random.Random) -> Profile:
+    where = f"profiles.{name}"
+    filters: list[Filter] = [_make("filter", _FILTERS, f, f"{where}.filters") for f in cfg.filters]
+    scorers = [WeightedScorer(scorer=_make("scorer", _SCORERS, s, f"{where}.scorers"), weight=s.weight)
+               for s in cfg.scorers]
+    picker_extra = {"rng": rng} if cfg.picker.type != "round-robin" else {}
+    picker: Picker = _make("picker", _PICKERS, cfg.picker, f"{where}.picker", **picker_extra)
+    _: list[Scorer] = [s.scorer for s in scorers]
+    return Profile(name=name, filters=filters, scorers=scorers, picker=picker)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RouterConfig:
+    """Read and validate the YAML file; errors name the field and the reason."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        data = loaded or {}
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return RouterConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ValueError(f"{path or 'router config'}: invalid configuration:\n  " + "\n  ".join(lines)) from None

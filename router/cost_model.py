@@ -1,0 +1,45 @@
+"""Dynamo's KV-router cost model, as a scorer.
+
+    cost = overlap_weight x prefill_blocks + decode_blocks
+
+prefill_blocks: the pod's prefill backlog (uncached prompt tokens of requests routed to it
+that have not produced a first token) plus this request's uncached blocks on that pod.
+decode_blocks: the pod's active KV blocks (the larger of the router's own in-flight token
+count and the engine's reported KV usage) plus this request's blocks. The lowest cost wins;
+as a scorer the costs are min-max normalised so the cheapest pod scores 1. Temperature
+sampling lives in `router.pickers.SoftmaxPicker`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from router.endpoints import Endpoint
+from router.scheduling import SchedulingContext, min_max_inverse
+
+
+def pod_cost(prompt_tokens: int, cached_fraction: float, endpoint: Endpoint, block_size: int,
+             overlap_weight: float, max_tokens: int = 0) -> float:
+    uncached = prompt_tokens * (1.0 - cached_fraction)
+    prefill_blocks = (endpoint.inflight_prefill_tokens + uncached) / block_size
+    router_active = endpoint.inflight_tokens / block_size
+    m = endpoint.metrics
+    engine_active = m.kv_usage * m.num_gpu_blocks if m.num_gpu_blocks else 0.0
+    decode_blocks = max(router_active, engine_active) + (prompt_tokens + max_tokens) / block_size
+    return overlap_weight * prefill_blocks + decode_blocks
+
+
+@dataclass
+class CostModelScorer:
+    name: str = "cost-model"
+    overlap_weight: float = 1.0
+    block_size: int = 16
+
+    def costs(self, ctx: SchedulingContext, endpoints: Sequence[Endpoint]) -> list[float]:
+        tokens = ctx.prompt_tokens
+        return [pod_cost(tokens, ctx.cached_fraction(e), e, e.metrics.block_size or self.block_size,
+                         self.overlap_weight, ctx.request.max_tokens) for e in endpoints]
+
+    def score(self, ctx: SchedulingContext, endpoints: Sequence[Endpoint]) -> list[float]:
+        return min_max_inverse(self.costs(ctx, endpoints))

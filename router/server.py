@@ -1,0 +1,490 @@
+"""The HTTP shell: an aiohttp server that parses, routes, picks and proxies.
+
+Everything that decides lives in pure modules (request, routing, scheduling, pd); this file
+only moves bytes: the request body is read once, forwarded as-is unless the model name
+changes, and streamed responses are passed through chunk by chunk without buffering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from router import pd
+from router.config import RouterConfig, build_profile
+from router.endpoints import Endpoint
+from router.kvindex.approximate import ApproximateIndex
+from router.kvindex.precise import KVEventIndex
+from router.kvindex.subscriber import SubscriberPool
+from router.metrics import RouterMetrics
+from router.request import CHAT_COMPLETIONS, COMPLETIONS, ParsedRequest, RequestError, parse_request
+from router.routing import RouteDecision, match
+from router.scheduling import Decision, Profile, SchedulingContext, Signals
+from router.scrape import scrape_loop
+from router.state import PodInfo, RouterState
+from router.tokenize import load_tokenizer
+
+log = logging.getLogger("caldera.router")
+access_log = logging.getLogger("caldera.router.access")
+
+_HOP_HEADERS = {"content-type": "application/json"}
+
+
+class UpstreamError(Exception):
+    def __init__(self, pod: str, reason: str, status: int = 502) -> None:
+        super().__init__(f"{pod}: {reason}")
+        self.pod = pod
+        self.reason = reason
+        self.status = status
+
+
+def _error(status: int, message: str, err_type: str = "invalid_request_error",
+           code: str | None = None, param: str | None = None) -> web.Response:
+    err = RequestError(status, message, code=code, param=param, err_type=err_type)
+    return web.Response(status=status, body=err.body(), content_type="application/json")
+
+
+@dataclass
+class Outcome:
+    status: int = 0
+    pod: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_s: float | None = None
+    cached_fraction: float = 0.0
+
+
+class Router:
+    def __init__(self, config: RouterConfig, state: RouterState | None = None) -> None:
+        self.config = config
+        self.state = state or RouterState()
+        self.rng = random.Random(config.seed)
+        self.metrics = RouterMetrics()
+        tokenize = load_tokenizer(config.tokenizer) if config.tokenizer else None
+        pi = config.prefix_index
+        self.signals = Signals(approx=ApproximateIndex(pi.block_tokens, pi.max_blocks, pi.lru_capacity),
+                               precise=KVEventIndex(), tokenize=tokenize)
+        self.profile: Profile = build_profile(config.profile, config.all_profiles()[config.profile], self.rng)
+        self.subscribers = SubscriberPool(index=self.signals.precise, on_batch=self._on_kv_batch,
+                                          on_gap=lambda pod: self.metrics.kv_event_gaps.labels(pod).inc())
+        self.recent: deque[dict[str, Any]] = deque(maxlen=64)
+        self.ready = False
+        self.session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._lora_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.state.on_removed.append(self._endpoint_removed)
+        self.state.on_added.append(self._endpoint_added)
+        self.app = self._build_app()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._errors])
+        app.router.add_post(COMPLETIONS, self.handle_inference)
+        app.router.add_post(CHAT_COMPLETIONS, self.handle_inference)
+        app.router.add_get("/v1/models", self.handle_models)
+        app.router.add_get("/healthz", self.handle_healthz)
+        app.router.add_get("/readyz", self.handle_readyz)
+        app.router.add_get("/metrics", self.handle_metrics)
+        app.router.add_get("/debug/state", self.handle_debug)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_startup(self, app: web.Application) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                             timeout=aiohttp.ClientTimeout(total=None))
+        self._tasks.append(asyncio.create_task(scrape_loop(
+            lambda: self.state.endpoints.values(), self.config.metrics_interval_s, self.session)))
+        self._tasks.append(asyncio.create_task(self._models_loop()))
+        for ep in self.state.endpoints.values():
+            self._endpoint_added(ep)
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.subscribers.close()
+        if self.session is not None:
+            await self.session.close()
+
+    def load_static(self) -> None:
+        cfg = self.config
+        pods = [PodInfo(name=e.name, namespace=e.namespace, ip=None, labels=e.labels, address=e.address,
+                        kv_events=e.kv_events, kv_replay=e.kv_replay, bootstrap_port=e.bootstrap_port)
+                for e in cfg.endpoints]
+        self.state.update(cfg.model_routes, cfg.model_servers, pods)
+        self.ready = True
+
+    def _endpoint_added(self, ep: Endpoint) -> None:
+        if not self.config.kv_events or ep.kv_events is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving yet; _on_startup subscribes
+        self.subscribers.ensure(ep.name, ep.kv_events, ep.kv_replay)
+
+    def _endpoint_removed(self, ep: Endpoint) -> None:
+        self.signals.approx.remove_pod(ep.name)
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self.subscribers.remove(ep.name))
+
+    def _on_kv_batch(self, pod: str) -> None:
+        self.metrics.kv_events.labels(pod).inc()
+
+    async def _models_loop(self) -> None:
+        """Poll GET /v1/models on each pod: which LoRA adapters are loaded."""
+        assert self.session is not None
+        while True:
+            for ep in list(self.state.endpoints.values()):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, ValueError):
+                    async with self.session.get(f"{ep.url}/v1/models",
+                                                timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        if resp.status == 200:
+                            data = orjson.loads(await resp.read())
+                            ep.loaded_loras = frozenset(
+                                m["id"] for m in data.get("data", []) if m.get("parent"))
+                if ep.metrics.num_gpu_blocks and ep.metrics.block_size:
+                    tokens = ep.metrics.num_gpu_blocks * ep.metrics.block_size
+                    self.signals.approx.set_capacity(ep.name, tokens // self.config.prefix_index.block_tokens)
+            await asyncio.sleep(self.config.models_interval_s)
+
+    # ---- middleware and small endpoints ----------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RequestError as exc:
+            return web.Response(status=exc.status, body=exc.body(), content_type="application/json")
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"request body exceeds {self.config.max_body_bytes} bytes", code="body_too_large")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("unhandled error", extra={"path": request.path})
+            return _error(500, "internal router error", err_type="server_error")
+
+    async def handle_models(self, request: web.Request) -> web.Response:
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "caldera"}
+                for name in self.state.table.model_names()]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
+    async def handle_healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def handle_readyz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok") if self.ready else web.Response(status=503, text="not ready")
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain")
+
+    async def handle_debug(self, request: web.Request) -> web.Response:
+        snap = self.state.snapshot()
+        snap["profile"] = self.config.profile
+        snap["index"] = {
+            "approximate": {e: self.signals.approx.blocks_of(e) for e in self.state.endpoints},
+            "precise": {e: self.signals.precise.blocks_of(e) for e in self.state.endpoints},
+            "subscribers": {p: vars(s.stats) for p, s in self.subscribers.subscribers.items()},
+        }
+        snap["recentDecisions"] = list(self.recent)
+        return web.Response(body=orjson.dumps(snap, default=str), content_type="application/json")
+
+    # ---- inference -------------------------------------------------------------------------
+
+    def _split_key(self, request: web.Request, parsed: ParsedRequest) -> str | None:
+        for name in self.config.session_headers:
+            value = request.headers.get(name)
+            if value:
+                return value
+        return request.headers.get("x-request-id")
+
+    async def handle_inference(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        raw = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        parsed = parse_request(request.path, raw, headers)
+        decision = match(self.state.table, parsed.model, request.path, headers,
+                         self._split_key(request, parsed), self.rng)
+        outcome = Outcome()
+        self.metrics.active.inc()
+        try:
+            resp = await self._serve(request, parsed, decision, outcome)
+        except RequestError as exc:
+            outcome.status = exc.status
+            raise
+        except UpstreamError as exc:
+            outcome.status = exc.status
+            return _error(exc.status, f"upstream {exc.pod} failed: {exc.reason}", err_type="upstream_error",
+                          code="upstream_error")
+        finally:
+            self.metrics.active.dec()
+            self._finish(request, parsed, decision, outcome, started)
+        return resp
+
+    def _finish(self, request: web.Request, parsed: ParsedRequest, decision: RouteDecision,
+                outcome: Outcome, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        model = decision.route.model_name or parsed.model
+        m = self.metrics
+        m.requests.labels(model, request.path, str(outcome.status), decision.route.key,
+                          decision.server.key).inc()
+        m.duration.labels(model).observe(elapsed)
+        if outcome.ttft_s is not None:
+            m.ttft.labels(model).observe(outcome.ttft_s)
+        if outcome.prompt_tokens:
+            m.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
+        if outcome.completion_tokens:
+            m.tokens.labels(model, "completion").inc(outcome.completion_tokens)
+        if self.config.access_log:
+            access_log.info("request", extra={
+                "method": request.method, "path": request.path, "status": outcome.status, "model": parsed.model,
+                "upstream_model": decision.upstream_model, "route": decision.route.key,
+                "server": decision.server.key, "pod": outcome.pod, "duration_ms": round(elapsed * 1e3, 3),
+                "ttft_ms": None if outcome.ttft_s is None else round(outcome.ttft_s * 1e3, 3),
+                "prompt_tokens": outcome.prompt_tokens, "completion_tokens": outcome.completion_tokens,
+                "cached_fraction": round(outcome.cached_fraction, 3), "stream": parsed.stream,
+            })
+
+    def _schedule(self, ctx: SchedulingContext, endpoints: list[Endpoint], server_key: str) -> Decision:
+        if not endpoints:
+            raise UpstreamError(server_key, "no ready endpoints", status=503)
+        decision = self.profile.run(ctx, endpoints)
+        if decision is None:
+            raise UpstreamError(server_key, "every endpoint was filtered out", status=503)
+        for plugin, seconds in decision.durations_s.items():
+            self.metrics.plugin_duration.labels(plugin).observe(seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("routing decision", extra=decision.explain())
+        return decision
+
+    def _remember(self, parsed: ParsedRequest, decision: Decision, extra: dict[str, Any] | None = None) -> None:
+        entry = {"model": parsed.model, **decision.explain(), **(extra or {})}
+        self.recent.append(entry)
+
+    async def _serve(self, request: web.Request, parsed: ParsedRequest, rd: RouteDecision,
+                     outcome: Outcome) -> web.StreamResponse:
+        server = rd.server
+        ctx = SchedulingContext(request=parsed, model=rd.upstream_model, lora=rd.lora, signals=self.signals)
+        outcome.prompt_tokens = ctx.prompt_tokens
+        if server.pd_group is not None:
+            return await self._serve_pd(request, parsed, rd, ctx, outcome)
+        decision = self._schedule(ctx, self.state.endpoints_of(server), server.key)
+        self._remember(parsed, decision)
+        body = parsed.with_model(rd.upstream_model)
+        last: UpstreamError | None = None
+        for ep in decision.ordered[: max(1, 1 + server.retry_attempts)]:
+            try:
+                return await self._proxy(request, parsed, ctx, ep, body, outcome)
+            except UpstreamError as exc:
+                if exc.status < 500 or exc.reason == "stream broken":
+                    raise
+                last = exc
+                if server.retry_interval_s and server.retry_attempts:
+                    await asyncio.sleep(server.retry_interval_s)
+        assert last is not None
+        raise last
+
+    async def _ensure_lora(self, ep: Endpoint, lora: str) -> None:
+        """Load the adapter on the pod when it does not have it (vLLM dynamic LoRA loading)."""
+        if ep.has_lora(lora):
+            return
+        assert self.session is not None
+        lock = self._lora_locks.setdefault((ep.name, lora), asyncio.Lock())
+        async with lock:
+            if ep.has_lora(lora):
+                return
+            payload = {"lora_name": lora, "lora_path": self.config.lora_paths.get(lora, lora)}
+            try:
+                async with self.session.post(f"{ep.url}/v1/load_lora_adapter", json=payload,
+                                             timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                    text = await resp.text()
+                    if resp.status >= 400 and "already" not in text.lower():
+                        raise UpstreamError(ep.name, f"loading LoRA adapter {lora!r} failed: {text[:200]}")
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise UpstreamError(ep.name, f"loading LoRA adapter {lora!r} failed: {exc!r}") from None
+            ep.loaded_loras = ep.loaded_loras | {lora}
+            log.info("loaded LoRA adapter", extra={"pod": ep.name, "lora": lora})
+
+    def _begin(self, ctx: SchedulingContext, ep: Endpoint, outcome: Outcome) -> tuple[int, int]:
+        cached = ctx.cached_fraction(ep)
+        outcome.cached_fraction = cached
+        self.metrics.prefix_match.observe(cached)
+        tokens = ctx.prompt_tokens + ctx.request.max_tokens
+        prefill = int(ctx.prompt_tokens * (1.0 - cached))
+        ep.begin(tokens, prefill)
+        self.signals.approx.record(ep.name, ctx.approx_hashes)
+        return tokens, prefill
+
+    async def _upstream(self, ep: Endpoint, body: bytes, request: web.Request,
+                        timeout_s: float | None) -> aiohttp.ClientResponse:
+        assert self.session is not None
+        headers = dict(_HOP_HEADERS)
+        rid = request.headers.get("x-request-id")
+        if rid:
+            headers["x-request-id"] = rid
+        try:
+            resp = await self.session.post(
+                f"{ep.url}{request.path}", data=body, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5,
+                                              sock_read=timeout_s or self.config.upstream_timeout_s))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.metrics.upstream_errors.labels(ep.name, type(exc).__name__).inc()
+            log.warning("upstream attempt failed", extra={"pod": ep.name, "reason": repr(exc)})
+            raise UpstreamError(ep.name, f"connection failed: {type(exc).__name__}") from None
+        if resp.status >= 500:
+            text = await resp.text()
+            resp.release()
+            self.metrics.upstream_errors.labels(ep.name, f"http_{resp.status}").inc()
+            log.warning("upstream attempt failed", extra={"pod": ep.name, "reason": f"HTTP {resp.status}"})
+            raise UpstreamError(ep.name, f"HTTP {resp.status}: {text[:200]}")
+        return resp
+
+    async def _proxy(self, request: web.Request, parsed: ParsedRequest, ctx: SchedulingContext, ep: Endpoint,
+                     body: bytes, outcome: Outcome, t0: float | None = None) -> web.StreamResponse:
+        if ctx.lora is not None:
+            await self._ensure_lora(ep, ctx.lora)
+        tokens, prefill = self._begin(ctx, ep, outcome)
+        outcome.pod = ep.name
+        t0 = time.perf_counter() if t0 is None else t0
+        server = self.state.table.servers.get(ep.server)
+        try:
+            upstream = await self._upstream(ep, body, request, server.timeout_s if server else None)
+            async with upstream:
+                ctype = upstream.headers.get("content-type", "application/json")
+                if upstream.status == 200 and ctype.startswith("text/event-stream"):
+                    return await self._stream(request, upstream, ep, prefill, outcome, t0)
+                data = await upstream.read()
+                ep.first_token(prefill)
+                outcome.ttft_s = time.perf_counter() - t0
+                outcome.status = upstream.status
+                if upstream.status == 200:
+                    self._count_usage(data, outcome)
+                return web.Response(status=upstream.status, body=data, content_type=ctype.split(";")[0],
+                                    headers=self._reply_headers(ep))
+        finally:
+            ep.end(tokens)
+
+    def _reply_headers(self, ep: Endpoint) -> dict[str, str]:
+        return {"x-caldera-pod": ep.name, "x-caldera-server": ep.server}
+
+    @staticmethod
+    def _count_usage(data: bytes, outcome: Outcome) -> None:
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+            usage = orjson.loads(data).get("usage") or {}
+            outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
+            outcome.prompt_tokens = int(usage.get("prompt_tokens") or outcome.prompt_tokens)
+
+    async def _stream(self, request: web.Request, upstream: aiohttp.ClientResponse, ep: Endpoint, prefill: int,
+                      outcome: Outcome, t0: float) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={
+            "content-type": "text/event-stream", "cache-control": "no-cache", **self._reply_headers(ep)})
+        await resp.prepare(request)
+        outcome.status = 200
+        first = True
+        chunks = 0
+        try:
+            async for chunk in upstream.content.iter_any():
+                if first:
+                    ep.first_token(prefill)
+                    outcome.ttft_s = time.perf_counter() - t0
+                    first = False
+                chunks += chunk.count(b"data: ")
+                await resp.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.metrics.upstream_errors.labels(ep.name, "stream_broken").inc()
+            log.warning("upstream stream broke", extra={"pod": ep.name, "reason": repr(exc)})
+        outcome.completion_tokens = max(0, chunks - 1)  # minus the [DONE] marker
+        with contextlib.suppress(ConnectionResetError):
+            await resp.write_eof()
+        return resp
+
+    # ---- prefill/decode --------------------------------------------------------------------
+
+    async def _serve_pd(self, request: web.Request, parsed: ParsedRequest, rd: RouteDecision,
+                        ctx: SchedulingContext, outcome: Outcome) -> web.StreamResponse:
+        server = rd.server
+        dd = self._schedule(ctx, self.state.endpoints_of(server, "decode"), server.key)
+        decode = dd.chosen
+        t0 = time.perf_counter()
+        prefill_pool = pd.same_group(self.state.endpoints_of(server, "prefill"), decode)
+        if not prefill_pool or pd.skip_prefill(ctx.prompt_tokens, ctx.cached_fraction(decode),
+                                               self.config.pd.skip_prefill_below_tokens):
+            self.metrics.pd_prefill_skipped.inc()
+            self._remember(parsed, dd, {"prefill": None})
+            return await self._proxy(request, parsed, ctx, decode, parsed.with_model(rd.upstream_model), outcome)
+        pdec = self._schedule(ctx, prefill_pool, server.key)
+        prefill = pdec.chosen
+        self._remember(parsed, dd, {"prefill": prefill.name})
+        connector = pd.connector_of(server)
+        plan = pd.plan(parsed, rd.upstream_model, connector, prefill, self.config.pd.sglang_bootstrap_port,
+                       self.rng)
+        assert plan.prefill_body is not None
+        if connector == "sglang":
+            prefill_task = asyncio.create_task(self._prefill(request, ctx, prefill, plan.prefill_body, rd))
+            try:
+                return await self._proxy(request, parsed, ctx, decode,
+                                         parsed.with_model(rd.upstream_model, extra=plan.decode_extra), outcome, t0)
+            finally:
+                with contextlib.suppress(UpstreamError):
+                    await prefill_task
+        prefill_response = await self._prefill(request, ctx, prefill, plan.prefill_body, rd)
+        extra = pd.decode_extra_from_prefill(connector, prefill_response)
+        return await self._proxy(request, parsed, ctx, decode,
+                                 parsed.with_model(rd.upstream_model, extra=extra), outcome, t0)
+
+    async def _prefill(self, request: web.Request, ctx: SchedulingContext, ep: Endpoint, body: bytes,
+                       rd: RouteDecision) -> Any:
+        scratch = Outcome()
+        tokens, prefill = self._begin(ctx, ep, scratch)
+        t0 = time.perf_counter()
+        try:
+            upstream = await self._upstream(ep, body, request, rd.server.timeout_s)
+            async with upstream:
+                data = await upstream.read()
+                if upstream.status != 200:
+                    raise UpstreamError(ep.name, f"prefill HTTP {upstream.status}: {data[:200]!r}")
+        finally:
+            ep.first_token(prefill)
+            ep.end(tokens)
+        self.metrics.prefill_duration.labels(rd.route.model_name or ctx.model).observe(time.perf_counter() - t0)
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(data)
+        return None
+
+
+async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """SSE events of a response, one `data:` payload at a time (for clients and tests)."""
+    buf = b""
+    async for chunk in resp.content.iter_any():
+        buf += chunk
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            for line in event.split(b"\n"):
+                if line.startswith(b"data: "):
+                    yield line[6:]
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
