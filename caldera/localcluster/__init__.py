@@ -1,0 +1,36 @@
+"""The embedded local cluster: real etcd, kube-apiserver, kube-controller-manager, Volcano
+(vc-scheduler, vc-controller-manager) and KWOK GPU nodes on a HyperNode topology, with
+process-backed pods and Prometheus. CLI: `caldera cluster build|up|down|status`.
+
+Modules: `versions` (pins), `build` (Go builds into ~/.cache/caldera/bin), `topology`
+(spec → Nodes + HyperNodes), `pki`, `kubeconfig`, `ports`, `processes`, `resources`,
+`prometheus`, `runner` (the process runner), `cluster` (up/down/status), `session` (sharing
+one cluster between test sessions).
+
+The pytest session fixture `local_cluster` (tests/conftest.py) is a
+`caldera.localcluster.session.LocalCluster` with:
+
+- `.dir: Path` — the cluster directory (default ~/.cache/caldera/test-cluster,
+  override with CALDERA_TEST_CLUSTER_DIR); logs in `.dir/logs/<component>.log`;
+- `.kubeconfig: Path` — admin kubeconfig (client certificate, group system:masters);
+- `.server: str` — https://127.0.0.1:<port>;
+- `.prometheus_url: str` — http://127.0.0.1:<port> of the cluster's Prometheus, which
+  scrapes pods annotated `prometheus.io/scrape: "true"` (+ `prometheus.io/port`, `/path`);
+- `.topology: str` — "small": node-0..node-7 (8 x `nvidia.com/gpu`, label
+  `nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3`), HyperNodes leaf-0 (node-0..3) and
+  leaf-1 (node-4..7) at tier 1 under spine-0 at tier 2; nodes also carry labels
+  `caldera.dev/leaf`, `caldera.dev/spine`;
+- `.api_client()` — a new kubernetes `ApiClient` for it;
+- `.pod_log(ns, pod, container)` / `.pod_pid_file(uid, container)` — the process
+  runner's output and pid files of process-backed containers.
+
+Also `cluster_namespace` (function scope): a fresh namespace, deleted afterwards.
+Tests marked `@pytest.mark.cluster` get the cluster automatically.
+
+Pods: use `schedulerName: volcano` (the only scheduler). Pod IPs come from the node's
+`127.1.<node index>.0/24`; images starting `caldera/enginesim` run
+`<python> -m enginesim <args> --host <podIP> --port <containerPort>`, images starting
+`caldera/process` run their command/args (see `runner`). Caldera's CRDs in `crds/*.yaml`
+are applied at `cluster up`. Note: Endpoints/EndpointSlices reject loopback addresses, so
+Services over these pods get no endpoints; read pod IPs from pods.
+"""
