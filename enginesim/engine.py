@@ -1,0 +1,384 @@
+"""The engine core: continuous batching over a paged, prefix-cached KV cache.
+
+Each request is one coroutine driven by :meth:`Engine.generate`. The scheduler admits
+waiting requests FIFO while fewer than ``max_num_seqs`` run, the LoRA batch limit
+allows it and the KV cache has room (head-of-line blocking on KV, as in vLLM). An
+admitted request pays its prefill (or KV transfer) on the virtual clock, then emits one
+token per inter-token interval, both scaled by the current batch's load factor. A
+decode that cannot get a new block is preempted (its blocks are freed, it re-queues at
+the front and recomputes only what was evicted). The waiting queue is bounded: beyond
+``max_waiting_queue_length`` requests are refused with :class:`QueueFull` (HTTP 429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from enginesim import latency
+from enginesim.blocks import extra_key, hash_block, hash_blocks
+from enginesim.clock import Clock
+from enginesim.generation import TokenStream
+from enginesim.kvcache import BlockManager, KVEvent, OutOfBlocks
+from enginesim.latency import Profile
+from enginesim.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The waiting queue is at ``max_waiting_queue_length``."""
+
+
+class EngineDraining(Exception):
+    """The engine is shutting down and takes no new requests."""
+
+
+@dataclass
+class LoraAdapter:
+    name: str
+    path: str
+    int_id: int
+    base_model_name: str | None = None
+
+
+@dataclass
+class EngineRequest:
+    request_id: str
+    prompt_ids: list[int]
+    max_tokens: int
+    lora: LoraAdapter | None = None
+    seed: int | None = None
+    cache_salt: str | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    remote_prefill: bool = False
+    hold_blocks_after_finish: bool = False
+    # Filled in by the engine.
+    arrival: float = 0.0
+    admitted_at: float | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    num_cached_tokens: int = 0
+    num_transferred_tokens: int = 0
+    output_ids: list[int] = field(default_factory=list)
+    output_text: str = ""
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+    preemptions: int = 0
+    block_ids: list[int] = field(default_factory=list)
+    block_hashes: list[int] = field(default_factory=list)
+    committed_blocks: int = 0
+    _admitted: asyncio.Future[None] | None = None
+
+    @property
+    def all_ids(self) -> list[int]:
+        return self.prompt_ids + self.output_ids
+
+
+@dataclass(frozen=True)
+class TokenOutput:
+    token_id: int
+    text: str
+    finish_reason: str | None
+
+
+class EngineObserver(Protocol):
+    def on_prefix_lookup(self, queried_tokens: int, hit_tokens: int) -> None: ...
+
+    def on_first_token(self, req: EngineRequest) -> None: ...
+
+    def on_token(self, req: EngineRequest, interval: float) -> None: ...
+
+    def on_finished(self, req: EngineRequest) -> None: ...
+
+    def on_preemption(self, req: EngineRequest) -> None: ...
+
+
+class NullObserver:
+    def on_prefix_lookup(self, queried_tokens: int, hit_tokens: int) -> None:
+        return None
+
+    def on_first_token(self, req: EngineRequest) -> None:
+        return None
+
+    def on_token(self, req: EngineRequest, interval: float) -> None:
+        return None
+
+    def on_finished(self, req: EngineRequest) -> None:
+        return None
+
+    def on_preemption(self, req: EngineRequest) -> None:
+        return None
+
+
+@dataclass
+class HeldBlocks:
+    """Blocks a prefill keeps for a remote decode to pull (NIXL ``do_remote_decode``)."""
+
+    request_id: str
+    block_ids: list[int]
+    num_tokens: int
+    expires_at: float
+
+
+class Engine:
+    def __init__(
+        self,
+        profile: Profile,
+        tokenizer: Tokenizer,
+        clock: Clock,
+        *,
+        seed: int = 0,
+        hash_seed: int = 0,
+        max_waiting_queue_length: int = 1000,
+        max_loras: int = 1,
+        hold_timeout: float = 480.0,
+        on_kv_event: Callable[[KVEvent], None] | None = None,
+        observer: EngineObserver | None = None,
+    ) -> None:
+        self.profile = profile
+        self.tokenizer = tokenizer
+        self.clock = clock
+        self.seed = seed
+        self.hash_seed = hash_seed
+        self.max_waiting_queue_length = max_waiting_queue_length
+        self.max_loras = max_loras
+        self.hold_timeout = hold_timeout
+        self.blocks = BlockManager(profile.num_gpu_blocks, profile.block_size, on_kv_event)
+        self.observer: EngineObserver = observer or NullObserver()
+        self.waiting: deque[EngineRequest] = deque()
+        self.running: dict[str, EngineRequest] = {}
+        self.held: dict[str, HeldBlocks] = {}
+        self.draining = False
+        self._ids = itertools.count()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- state -----------------------------------------------------------
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    def running_loras(self) -> Counter[str]:
+        return Counter(r.lora.name for r in self.running.values() if r.lora is not None)
+
+    def waiting_loras(self) -> list[str]:
+        return sorted({r.lora.name for r in self.waiting if r.lora is not None})
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    # -- request lifecycle ----------------------------------------------
+    def prompt_hashes(self, req: EngineRequest, token_ids: list[int]) -> list[int]:
+        lora_name = req.lora.name if req.lora else None
+        return hash_blocks(token_ids, self.profile.block_size, lora_name, req.cache_salt, self.hash_seed)
+
+    async def generate(self, req: EngineRequest) -> AsyncIterator[TokenOutput]:
+        """Run ``req`` to completion, yielding each output token as it is produced."""
+        if self.draining:
+            raise EngineDraining("the engine is shutting down")
+        if len(self.waiting) >= self.max_waiting_queue_length:
+            raise QueueFull(
+                f"the waiting queue is full ({self.max_waiting_queue_length} requests); retry later"
+            )
+        needed = (len(req.prompt_ids) + req.max_tokens) // self.profile.block_size + 1
+        if needed > self.blocks.num_blocks:
+            raise ValueError(
+                f"the request needs {needed} KV blocks but the cache has {self.blocks.num_blocks}"
+            )
+        req.arrival = self.clock.now()
+        req.block_hashes = self.prompt_hashes(req, req.prompt_ids)
+        seed = self.seed if req.seed is None else (self.seed * 1_000_003 + req.seed)
+        stream = TokenStream(self.tokenizer, seed, req.prompt_ids)
+        self._idle.clear()
+        try:
+            await self._admit(req, front=False)
+            await self._prefill(req)
+            deadline = last = self.clock.now()
+            while True:
+                token = stream.next_token()
+                now = self.clock.now()
+                if req.first_token_at is None:
+                    req.first_token_at = now
+                    self.observer.on_first_token(req)
+                else:
+                    self.observer.on_token(req, now - last)
+                last = now
+                finish = self._append(req, token)
+                yield TokenOutput(token, self.tokenizer.decode_token(token), finish)
+                if finish is not None:
+                    break
+                await self._grow(req)
+                deadline = max(deadline, self.clock.now() - latency.inter_token_time(self.profile, 1))
+                deadline += latency.inter_token_time(self.profile, len(self.running))
+                await self.clock.sleep_until(deadline)
+            req.finished_at = self.clock.now()
+            self.observer.on_finished(req)
+        finally:
+            self._release(req)
+
+    def _append(self, req: EngineRequest, token: int) -> str | None:
+        req.output_ids.append(token)
+        text = self.tokenizer.decode_token(token)
+        req.output_text += text
+        n = len(req.prompt_ids) + len(req.output_ids)
+        bs = self.profile.block_size
+        if n % bs == 0:
+            self._commit_full_blocks(req)
+        if token in req.stop_token_ids:
+            req.finish_reason, req.stop_reason = "stop", token
+        elif req.stop and any(s in req.output_text for s in req.stop):
+            req.finish_reason = "stop"
+            req.stop_reason = next(s for s in req.stop if s in req.output_text)
+        elif len(req.output_ids) >= req.max_tokens:
+            req.finish_reason = "length"
+        return req.finish_reason
+
+    def _commit_full_blocks(self, req: EngineRequest) -> None:
+        """Register every newly full block of the request's tokens."""
+        tokens = req.all_ids
+        bs = self.profile.block_size
+        n_full = min(len(tokens) // bs, len(req.block_ids))
+        if n_full <= req.committed_blocks:
+            return
+        lora_name = req.lora.name if req.lora else None
+        while len(req.block_hashes) < n_full:
+            i = len(req.block_hashes)
+            parent = req.block_hashes[-1] if req.block_hashes else None
+            extra = extra_key(lora_name, req.cache_salt, first_block=(i == 0))
+            req.block_hashes.append(hash_block(parent, tokens[i * bs : (i + 1) * bs], extra, self.hash_seed))
+        start = req.committed_blocks
+        parent_hash = req.block_hashes[start - 1] if start > 0 else None
+        self.blocks.commit(
+            req.block_ids[start:n_full],
+            req.block_hashes[start:n_full],
+            tokens[start * bs : n_full * bs],
+            parent_hash,
+            req.lora.int_id if req.lora else None,
+            lora_name,
+        )
+        req.committed_blocks = n_full
+
+    async def _admit(self, req: EngineRequest, front: bool) -> None:
+        loop = asyncio.get_running_loop()
+        req._admitted = loop.create_future()
+        if front:
+            self.waiting.appendleft(req)
+        else:
+            self.waiting.append(req)
+        self._schedule()
+        await req._admitted
+
+    async def _prefill(self, req: EngineRequest) -> None:
+        tokens = len(req.prompt_ids) + len(req.output_ids)
+        uncached = tokens - req.num_cached_tokens
+        if req.remote_prefill and req.preemptions == 0:
+            req.num_transferred_tokens = uncached
+            await self.clock.sleep(latency.transfer_time(self.profile, uncached))
+        else:
+            await self.clock.sleep(latency.prefill_time(self.profile, uncached, len(self.running)))
+        self._commit_full_blocks(req)
+
+    async def _grow(self, req: EngineRequest) -> None:
+        """Make room for the next token; preempt and re-admit if the cache is full."""
+        needed = (len(req.prompt_ids) + len(req.output_ids)) // self.profile.block_size + 1
+        if needed <= len(req.block_ids):
+            return
+        try:
+            req.block_ids.extend(self.blocks.allocate(needed - len(req.block_ids)))
+            return
+        except OutOfBlocks:
+            pass
+        req.preemptions += 1
+        self.observer.on_preemption(req)
+        log.debug("preempting %s: KV cache full", req.request_id)
+        self._drop_blocks(req)
+        del self.running[req.request_id]
+        await self._admit(req, front=True)
+        await self._prefill(req)
+
+    def _try_allocate(self, req: EngineRequest) -> bool:
+        tokens = req.all_ids
+        bs = self.profile.block_size
+        if req.output_ids:
+            req.block_hashes = self.prompt_hashes(req, tokens)
+        # The last token is always recomputed, so at most len-1 tokens can hit.
+        hashes = req.block_hashes[: (len(tokens) - 1) // bs]
+        matched = self.blocks.match_prefix(hashes)
+        needed = (len(tokens) + bs) // bs  # room for every token plus the next one
+        fresh = needed - len(matched)
+        if not self.blocks.can_allocate(fresh, matched):
+            return False
+        self.blocks.touch(matched)
+        req.block_ids = matched + self.blocks.allocate(fresh)
+        req.committed_blocks = len(matched)
+        del req.block_hashes[len(tokens) // bs :]
+        if req.preemptions == 0:
+            req.num_cached_tokens = len(matched) * bs
+            self.observer.on_prefix_lookup(len(tokens), req.num_cached_tokens)
+        return True
+
+    def _lora_allowed(self, req: EngineRequest, active: Counter[str]) -> bool:
+        if req.lora is None or req.lora.name in active:
+            return True
+        return len(active) < self.max_loras
+
+    def _schedule(self) -> None:
+        while self.waiting and len(self.running) < self.profile.max_num_seqs:
+            active = self.running_loras()
+            pick = next((r for r in self.waiting if self._lora_allowed(r, active)), None)
+            if pick is None or not self._try_allocate(pick):
+                return
+            self.waiting.remove(pick)
+            self.running[pick.request_id] = pick
+            pick.admitted_at = self.clock.now()
+            if pick._admitted is not None and not pick._admitted.done():
+                pick._admitted.set_result(None)
+
+    def _drop_blocks(self, req: EngineRequest) -> None:
+        if req.block_ids:
+            self.blocks.free(req.block_ids)
+            req.block_ids = []
+            req.committed_blocks = 0
+
+    def _release(self, req: EngineRequest) -> None:
+        if req in self.waiting:
+            self.waiting.remove(req)
+        if self.running.pop(req.request_id, None) is not None:
+            if req.hold_blocks_after_finish and req.finish_reason is not None:
+                self.held[req.request_id] = HeldBlocks(
+                    req.request_id, req.block_ids, len(req.prompt_ids), self.clock.now() + self.hold_timeout
+                )
+                req.block_ids = []
+                asyncio.get_running_loop().call_later(
+                    self.hold_timeout / self.clock.time_scale, self.release_held, req.request_id
+                )
+            else:
+                self._drop_blocks(req)
+        self._schedule()
+        if not self.running and not self.waiting:
+            self._idle.set()
+
+    def release_held(self, request_id: str) -> HeldBlocks | None:
+        """Free the blocks a finished prefill kept for its remote decode."""
+        held = self.held.pop(request_id, None)
+        if held is not None:
+            self.blocks.free(held.block_ids)
+            self._schedule()
+        return held
+
+    def reset_prefix_cache(self) -> bool:
+        return self.blocks.reset_prefix_cache()
+
+    def new_request_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
