@@ -98,6 +98,65 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> di
     return out
 
 
+_TYPES = {"object", "array", "string", "integer", "number", "boolean"}
+_FORBIDDEN = {"$ref", "definitions", "$defs", "id", "additionalItems", "patternProperties", "dependencies", "const"}
+_JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
+_ENUM_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
+_INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
+# Keys a schema inside allOf/anyOf/oneOf/not may not carry (structural rule 3).
+_NOT_IN_JUNCTORS = {"type", "description", "default", "additionalProperties", "nullable", "properties", "items"}
+
+
+def structural_violations(schema: Any, path: str = "") -> list[str]:
+    """Why a CRD schema is not structural (the API server's rules); empty when it is."""
+    where = path or "<root>"
+    if not isinstance(schema, dict):
+        return [f"{where}: a schema must be a mapping"]
+    problems = [f"{where}: {key} is not allowed in a CRD schema" for key in _FORBIDDEN & schema.keys()]
+    int_or_string = schema.get("x-kubernetes-int-or-string") is True
+    preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
+    kind = schema.get("type")
+    if kind is None and not (int_or_string or preserve):
+        problems.append(f"{where}: type is missing")
+    if kind is not None and kind not in _TYPES:
+        problems.append(f"{where}: unknown type {kind!r}")
+    if int_or_string and kind is not None:
+        problems.append(f"{where}: x-kubernetes-int-or-string must not have a type")
+    if "properties" in schema and "additionalProperties" in schema:
+        problems.append(f"{where}: properties and additionalProperties are mutually exclusive")
+    if isinstance(schema.get("additionalProperties"), bool):
+        problems.append(f"{where}: additionalProperties must be a schema, not a boolean")
+    if ("properties" in schema or "additionalProperties" in schema) and kind != "object" and not preserve:
+        problems.append(f"{where}: properties need type: object")
+    if "items" in schema and kind != "array":
+        problems.append(f"{where}: items need type: array")
+    if kind == "array" and not isinstance(schema.get("items"), dict):
+        problems.append(f"{where}: an array needs one items schema")
+    for name in schema.get("required", []):
+        if name not in schema.get("properties", {}):
+            problems.append(f"{where}: required field {name!r} is not among the properties")
+    for value in schema.get("enum", []):
+        expected = _ENUM_TYPES.get(kind or "")
+        if expected is not None and not isinstance(value, expected):
+            problems.append(f"{where}: enum value {value!r} is not a {kind}")
+    for junctor in _JUNCTORS:
+        if junctor not in schema:
+            continue
+        branches = schema[junctor] if isinstance(schema[junctor], list) else [schema[junctor]]
+        if int_or_string and junctor == "anyOf" and branches == _INT_OR_STRING:
+            continue
+        for i, branch in enumerate(branches):
+            for key in _NOT_IN_JUNCTORS & set(branch):
+                problems.append(f"{where}.{junctor}[{i}]: {key} is not allowed inside {junctor}")
+    for name, child in schema.get("properties", {}).items():
+        problems += structural_violations(child, f"{path}.{name}" if path else name)
+    if isinstance(schema.get("additionalProperties"), dict):
+        problems += structural_violations(schema["additionalProperties"], f"{where}[*]")
+    if isinstance(schema.get("items"), dict):
+        problems += structural_violations(schema["items"], f"{where}[]")
+    return problems
+
+
 def openapi_schema(resource: Resource) -> dict[str, Any]:
     """The structural openAPIV3Schema of one resource."""
     raw = resource.model.model_json_schema(by_alias=True, mode="validation")
@@ -106,7 +165,7 @@ def openapi_schema(resource: Resource) -> dict[str, Any]:
     spec = structural(properties["spec"], defs, "spec")
     status = structural(properties["status"], defs, "status")
     description = (resource.model.__doc__ or "").strip().splitlines()[0]
-    return {
+    schema = {
         "description": description,
         "type": "object",
         "required": ["spec"],
@@ -118,6 +177,10 @@ def openapi_schema(resource: Resource) -> dict[str, Any]:
             "status": status,
         },
     }
+    problems = structural_violations(schema)
+    if problems:
+        raise SchemaError(f"{resource.kind}: the generated schema is not structural: " + "; ".join(problems[:10]))
+    return schema
 
 
 def crd(resource: Resource) -> dict[str, Any]:
