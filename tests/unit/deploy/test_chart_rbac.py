@@ -1,0 +1,81 @@
+"""The chart's RBAC is exactly deploy/helm/caldera/files/permissions.yaml, and never broad.
+(That the list is also *sufficient and used* is proven on the API server by
+tests/integration/deploy/test_rbac.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+PERMISSIONS = yaml.safe_load((ROOT / "deploy" / "helm" / "caldera" / "files" / "permissions.yaml").read_text())
+Objects = list[dict[str, Any]]
+Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
+
+
+def grants(rules: list[dict[str, Any]]) -> set[Grant]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def declared(component: str, scope: str | None = None) -> set[Grant]:
+    return grants([e for e in PERMISSIONS[component] if scope is None or e["scope"] == scope])
+
+
+def role_rules(objects: Objects, kind: str, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name
+             and (namespace is None or o["metadata"].get("namespace") == namespace)]
+    assert len(found) == 1, f"expected one {kind} {name} in {namespace}, got {len(found)}"
+    return list(found[0]["rules"])
+
+
+@pytest.mark.parametrize("component", ["controller", "router"])
+def test_cluster_role_grants_exactly_the_declared_permissions(default_objects: Objects, component: str) -> None:
+    assert grants(role_rules(default_objects, "ClusterRole", f"caldera-{component}")) == declared(component)
+
+
+@pytest.mark.parametrize("component", ["controller", "router"])
+def test_cluster_role_is_bound_to_the_component_service_account(default_objects: Objects, component: str) -> None:
+    binding = next(o for o in default_objects
+                   if o["kind"] == "ClusterRoleBinding" and o["metadata"]["name"] == f"caldera-{component}")
+    assert binding["roleRef"]["name"] == f"caldera-{component}"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"caldera-{component}",
+                                    "namespace": "caldera-system"}]
+
+
+def test_no_role_grants_secrets_or_wildcards(render: Callable[..., Objects]) -> None:
+    for objects in (render(), render({"controller": {"watchNamespaces": ["a", "b"]}, "router": {"watchNamespace": "a"}})):
+        for role in (o for o in objects if o["kind"] in {"Role", "ClusterRole"}):
+            for rule in role["rules"]:
+                fields = rule["apiGroups"] + rule["resources"] + rule["verbs"]
+                assert "*" not in fields, f"{role['metadata']['name']}: wildcard in {rule}"
+                assert "secrets" not in rule["resources"], f"{role['metadata']['name']}: grants Secrets"
+                assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+
+
+def test_router_only_reads(default_objects: Objects) -> None:
+    verbs = {v for _, _, v in grants(role_rules(default_objects, "ClusterRole", "caldera-router"))}
+    assert verbs <= {"get", "list", "watch"}
+
+
+def test_every_declared_permission_says_why() -> None:
+    missing = [e for component in PERMISSIONS.values() for e in component if not e.get("why")]
+    assert not missing
+
+
+def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_only_cluster_scope(
+        render: Callable[..., Objects]) -> None:
+    objects = render({"controller": {"watchNamespaces": ["team-a", "team-b"]}})
+    assert grants(role_rules(objects, "ClusterRole", "caldera-controller")) == declared("controller", "cluster")
+    for namespace in ("team-a", "team-b"):
+        rules = role_rules(objects, "Role", "caldera-controller", namespace)
+        assert grants(rules) == declared("controller", "namespaced")
+
+
+def test_router_watching_one_namespace_gets_no_cluster_role(render: Callable[..., Objects]) -> None:
+    objects = render({"router": {"watchNamespace": "serving"}})
+    assert not [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "caldera-router"]
+    assert grants(role_rules(objects, "Role", "caldera-router", "serving")) == declared("router")
