@@ -106,6 +106,13 @@ class Snapshot:
             raise ValueError("lca: needs at least one node")
         return common[0]
 
+    def lca_of_domains(self, a: str, b: str) -> str:
+        chain_b = set(self.chain(b))
+        for d in self.chain(a):
+            if d in chain_b:
+                return d
+        return self.root
+
     def lca_tier(self, nodes: Iterable[str]) -> int:
         return self.tier[self.lca(nodes)]
 

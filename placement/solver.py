@@ -237,6 +237,7 @@ def solve(snapshot: Snapshot, gangs: list[Gang], options: SolveOptions | None = 
                 model.cut(failed, leaf_counts)
                 continue
             cp_score = problem.score(realised)
+            log.debug("cp score %s greedy score %s", cp_score, best_score)
             if cp_score.key() >= best_score.key():
                 best, best_score = realised, cp_score
                 status = "OPTIMAL" if cp_status == cp_model.OPTIMAL else "FEASIBLE"
@@ -361,7 +362,7 @@ class _LeafModel:
         self.x: dict[tuple[int, str], cp_model.LinearExprT] = {}
         self.h: dict[tuple[int, str], cp_model.IntVar] = {}
 
-    def build(self, hint: dict[str, dict[str, str]]) -> None:
+    def build(self, hint: dict[str, dict[str, str]], objective_mode: str = "lexicographic") -> None:
         t0 = time.perf_counter()
         p, snap, m = self.p, self.p.snap, self.model
         leaf_set = set(snap.leaves)
@@ -379,7 +380,9 @@ class _LeafModel:
                 w[gi, d] = m.new_bool_var(f"w{gi}_{d}")
             m.add(_sum(w[gi, d] for d in cands) == pv)
         self.placed = placed_vars
-        spread_terms: list[cp_model.LinearExprT] = []
+        spread_terms: list[cp_model.LinearExprT] = [
+            (snap.tier[d] - 1) * v for (_, d), v in w.items() if snap.tier[d] > 1
+        ]
         frag_terms: list[cp_model.LinearExprT] = []
         gpu_terms: list[cp_model.LinearExprT] = []
         leaf_terms: dict[str, list[int]] = defaultdict(list)  # leaf -> class ids with pods there
@@ -478,6 +481,10 @@ class _LeafModel:
             - k4 * _sum(frag_terms)
             + _sum(kept_terms)
         )
+        if objective_mode == "gpus":
+            objective = _sum(gpu_terms)
+        elif objective_mode == "gangs":
+            objective = _sum(placed_vars)
         m.maximize(objective)
         self._hint(hint, touched)
         self.stats.update({
@@ -614,6 +621,28 @@ class _LeafModel:
                 shorts.append(b)
             m.add_bool_or(shorts)
         m.clear_hints()
+
+
+def relaxation_bound(snapshot: Snapshot, gangs: list[Gang], time_limit_s: float = 30.0) -> dict[str, Any]:
+    """Upper bounds on the GPUs and on the gangs any plan can place.
+
+    The leaf-aggregated model relaxes node packing (its leaf capacity rows are necessary
+    conditions), so the CP-SAT bound of each single objective over it bounds every real plan.
+    """
+    problem = _Problem(snapshot, gangs)
+    hint = greedy_assign(snapshot, gangs)
+    out: dict[str, Any] = {}
+    for mode in ("gpus", "gangs"):
+        model = _LeafModel(problem, SolveOptions(time_limit_s=time_limit_s / 2))
+        model.build(hint, objective_mode=mode)
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = time_limit_s / 2
+        solver.parameters.num_workers = 2
+        status = solver.solve(model.model)
+        bound = solver.best_objective_bound if status != cp_model.INFEASIBLE else 0.0
+        out[mode] = int(bound + 1e-6)
+        out[f"{mode}Status"] = solver.status_name(status)
+    return out
 
 
 def _sum(items: Iterable[Any]) -> Any:
