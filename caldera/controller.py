@@ -1,0 +1,276 @@
+"""`caldera controller`: one kopf operator for ModelServing, placement, autoscaling and admission.
+
+The ModelServing handlers always run; `placement.controller`, `autoscaler.controller` and
+`webhooks.handlers` join when those modules exist (importing them registers their kopf
+handlers). Replicas elect a leader with kopf peering; a readiness endpoint and Prometheus
+metrics are served on --metrics-port, kopf's liveness probe on --health-port; admission
+webhooks are served over TLS with a certificate generated at start, and kopf keeps the
+Validating/MutatingWebhookConfiguration (with that caBundle) up to date. SIGTERM/SIGINT
+stop the operator gracefully (daemons are cancelled, webhooks deregistered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import importlib.util
+import ipaddress
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import click
+import kopf
+from aiohttp import web
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from caldera.kube import api_client
+
+log = logging.getLogger("caldera.controller")
+
+OPTIONAL_MODULES = ("placement.controller", "autoscaler.controller", "webhooks.handlers")
+WEBHOOK_CONFIGURATION = "caldera.volcano.sh"
+PEERING_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "clusterkopfpeerings.kopf.dev"},
+    "spec": {
+        "group": "kopf.dev",
+        "scope": "Cluster",
+        "names": {"plural": "clusterkopfpeerings", "singular": "clusterkopfpeering", "kind": "ClusterKopfPeering"},
+        "versions": [{
+            "name": "v1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        }],
+    },
+}
+
+
+def module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def default_placement() -> str:
+    """Caldera's own placement once its controller exists; Volcano alone before that."""
+    return "caldera" if module_exists("placement.controller") else "volcano"
+
+
+def import_handlers() -> list[str]:
+    """Import every handler module that exists; an existing module that fails to import is an error."""
+    loaded = ["modelserving.controller"]
+    importlib.import_module("modelserving.controller")
+    for name in OPTIONAL_MODULES:
+        if module_exists(name):
+            importlib.import_module(name)
+            loaded.append(name)
+    return loaded
+
+
+# -- TLS for the admission webhooks ----------------------------------------------------------------
+@dataclass(frozen=True)
+class WebhookTLS:
+    certfile: Path
+    keyfile: Path
+    cafile: Path
+
+
+def generate_webhook_tls(directory: Path, hosts: list[str]) -> WebhookTLS:
+    """A throw-away CA and a server certificate for `hosts` (IPs or DNS names), valid for a year."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "caldera-webhook-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=365))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    tls = WebhookTLS(directory / "tls.crt", directory / "tls.key", directory / "ca.crt")
+    tls.certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tls.keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    tls.cafile.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    os.chmod(tls.keyfile, 0o600)
+    return tls
+
+
+def has_admission_handlers() -> bool:
+    registry = kopf.get_default_registry()
+    webhooks = getattr(registry, "_webhooks", None)
+    return bool(webhooks is not None and webhooks.get_all_handlers())
+
+
+# -- peering, health, metrics -----------------------------------------------------------------------
+def ensure_peering_crd(api: client.ApiClient) -> None:
+    ext = client.ApiextensionsV1Api(api)
+    try:
+        ext.read_custom_resource_definition(PEERING_CRD["metadata"]["name"])  # type: ignore[index]
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        try:
+            ext.create_custom_resource_definition(cast(Any, PEERING_CRD))
+        except ApiException as create_exc:
+            if create_exc.status != 409:
+                raise
+
+
+@dataclass
+class Options:
+    placement: str
+    metrics_host: str
+    metrics_port: int
+    health_port: int
+    webhook_host: str
+    webhook_port: int
+    webhooks: bool
+    peering: str | None
+    priority: int
+    namespaces: tuple[str, ...]
+    resync_seconds: float
+    tls_dir: Path | None
+
+
+async def serve_metrics(host: str, port: int, ready: asyncio.Event) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def readyz(_: web.Request) -> web.Response:
+        from modelserving.controller import STATE
+
+        ok = ready.is_set() and STATE.ready
+        return web.Response(status=200 if ok else 503, text="ok" if ok else "starting")
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def run_operator(opts: Options, kubeconfig: str | None) -> None:
+    from modelserving import controller as msc
+    from modelserving.executor import Kube
+
+    api = api_client(kubeconfig)
+    msc.configure(msc.Settings(placement=opts.placement, resync_seconds=opts.resync_seconds), Kube(api))
+    loaded = import_handlers()
+    log.info("handlers loaded", extra={"modules": loaded, "placement": opts.placement})
+
+    standalone = opts.peering is None
+    if not standalone:
+        await asyncio.to_thread(ensure_peering_crd, api)
+
+    tls: WebhookTLS | None = None
+    if opts.webhooks and has_admission_handlers():
+        directory = opts.tls_dir or Path(tempfile.mkdtemp(prefix="caldera-webhook-"))
+        tls = generate_webhook_tls(directory, [opts.webhook_host, "localhost"])
+
+    @kopf.on.startup()
+    def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.batching.worker_limit = 64
+        if not standalone and opts.peering:
+            settings.peering.name = opts.peering
+            settings.peering.clusterwide = True
+            settings.peering.mandatory = True
+            settings.peering.priority = opts.priority
+        if tls is not None:
+            settings.admission.server = kopf.WebhookServer(
+                addr=opts.webhook_host, port=opts.webhook_port, host=opts.webhook_host,
+                certfile=str(tls.certfile), pkeyfile=str(tls.keyfile), cafile=str(tls.cafile))
+            settings.admission.managed = WEBHOOK_CONFIGURATION
+
+    ready = asyncio.Event()
+    runner = await serve_metrics(opts.metrics_host, opts.metrics_port, ready)
+    try:
+        await kopf.operator(
+            clusterwide=not opts.namespaces,
+            namespaces=opts.namespaces,
+            standalone=standalone,
+            peering_name=opts.peering if not standalone else None,
+            priority=opts.priority,
+            liveness_endpoint=f"http://{opts.metrics_host}:{opts.health_port}/healthz" if opts.health_port else None,
+            ready_flag=ready,
+        )
+    finally:
+        await runner.cleanup()
+        api.close()
+
+
+@click.command("controller")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), envvar="KUBECONFIG", default=None)
+@click.option("--placement", type=click.Choice(["caldera", "volcano"]), default=None,
+              help="Who places gangs: Caldera's placement controller (pods are gated) or Volcano alone. "
+                   "Default: caldera when the placement controller is installed, else volcano.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--metrics-port", type=int, default=8080, show_default=True, help="/metrics and /readyz.")
+@click.option("--health-port", type=int, default=8081, show_default=True, help="kopf liveness (/healthz); 0: off.")
+@click.option("--webhook-host", default="127.0.0.1", show_default=True,
+              help="Address the API server uses to reach the admission webhooks (and the certificate's SAN).")
+@click.option("--webhook-port", type=int, default=9443, show_default=True)
+@click.option("--webhooks/--no-webhooks", default=True, show_default=True)
+@click.option("--peering", default="caldera", show_default=True,
+              help="kopf peering name for leader election between replicas; '' runs standalone.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Peering priority of this replica.")
+@click.option("--namespace", "namespaces", multiple=True, help="Watch only these namespaces (default: all).")
+@click.option("--resync-seconds", type=float, default=300.0, show_default=True)
+@click.option("--tls-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the generated webhook certificate (default: a temporary directory).")
+def controller_command(kubeconfig: str | None, placement: str | None, metrics_host: str, metrics_port: int,
+                       health_port: int, webhook_host: str, webhook_port: int, webhooks: bool, peering: str,
+                       priority: int, namespaces: tuple[str, ...], resync_seconds: float,
+                       tls_dir: Path | None) -> None:
+    """Run the Caldera controller (ModelServing, placement, autoscaler, admission webhooks)."""
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads it too
+    opts = Options(
+        placement=placement or default_placement(), metrics_host=metrics_host, metrics_port=metrics_port,
+        health_port=health_port, webhook_host=webhook_host, webhook_port=webhook_port, webhooks=webhooks,
+        peering=peering or None, priority=priority, namespaces=namespaces, resync_seconds=resync_seconds,
+        tls_dir=tls_dir,
+    )
+    log.debug("controller options", extra={"options": opts})
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        log.debug("uvloop not installed; using the default event loop")
+    asyncio.run(run_operator(opts, kubeconfig))

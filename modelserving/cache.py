@@ -1,0 +1,146 @@
+"""The controller's view of the cluster: watch events and its own writes, per ModelServing.
+
+Fed by kopf's watch streams (`on.event`) and by the results of the controller's own
+writes (so the next reconcile sees them before the watch does), seeded and periodically
+replaced by a LIST. Deletions the controller issued are remembered until the watch shows
+the objects gone, so a slow watch can never make a deleted gang look alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelserving import labels as L
+from modelserving.naming import ordinal_of
+from modelserving.observed import Observed
+
+Key = tuple[str, str]  # (namespace, ModelServing name)
+KINDS = ("Pod", "Service", "PodGroup", "ControllerRevision")
+# A deletion we issued and never saw finish is forgotten after this long (then the objects speak again).
+DELETION_MEMORY_SECONDS = 120.0
+
+
+def owner_key(obj: Mapping[str, Any]) -> Key | None:
+    meta = obj.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(L.NAME_LABEL)
+    if not name:
+        return None
+    return (str(meta.get("namespace") or "default"), str(name))
+
+
+@dataclass
+class Entry:
+    objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    deleted_uids: dict[str, float] = field(default_factory=dict)  # pod uid -> when we deleted it
+    deleting_groups: dict[int, float] = field(default_factory=dict)
+    deleting_roles: dict[tuple[int, str, int], float] = field(default_factory=dict)
+    seeded: bool = False
+    running_roles: set[str] | None = None  # for RoleRunning events; None until the first reconcile
+
+
+class Cache:
+    def __init__(self) -> None:
+        self.entries: dict[Key, Entry] = {}
+        self.modelservings: dict[Key, dict[str, Any]] = {}
+        self.triggers: dict[Key, asyncio.Event] = {}
+
+    def entry(self, key: Key) -> Entry:
+        return self.entries.setdefault(key, Entry())
+
+    def trigger(self, key: Key) -> asyncio.Event:
+        return self.triggers.setdefault(key, asyncio.Event())
+
+    def kick(self, key: Key) -> None:
+        self.trigger(key).set()
+
+    def queue_depth(self) -> int:
+        return sum(1 for e in self.triggers.values() if e.is_set())
+
+    def forget(self, key: Key) -> None:
+        self.entries.pop(key, None)
+        self.modelservings.pop(key, None)
+        self.triggers.pop(key, None)
+
+    # -- watch events and write results ------------------------------------------------------
+    def observe(self, kind: str, event_type: str, obj: Mapping[str, Any]) -> Key | None:
+        key = owner_key(obj)
+        if key is None:
+            return None
+        entry = self.entry(key)
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name"))
+        store = entry.objects[kind]
+        if event_type == "DELETED":
+            current = store.get(name)
+            if current is None or (current.get("metadata") or {}).get("uid") == meta.get("uid"):
+                store.pop(name, None)
+            entry.deleted_uids.pop(str(meta.get("uid")), None)
+        else:
+            store[name] = dict(obj)
+        return key
+
+    def replace(self, key: Key, kind: str, items: Iterable[Mapping[str, Any]]) -> None:
+        """A LIST result replaces everything known about `kind` for this ModelServing."""
+        self.entry(key).objects[kind] = {str(o["metadata"]["name"]): dict(o) for o in items}
+
+    def mark_deleted(self, key: Key, labels: Mapping[str, str]) -> None:
+        """Remember a DeleteCollection: matching pods count as terminating from now on."""
+        entry = self.entry(key)
+        now = time.monotonic()
+        for pod in entry.objects["Pod"].values():
+            pod_labels = (pod.get("metadata") or {}).get("labels") or {}
+            if all(pod_labels.get(k) == v for k, v in labels.items()):
+                entry.deleted_uids[str(pod["metadata"].get("uid"))] = now
+        group = labels.get(L.GROUP_NAME_LABEL)
+        if group is None:
+            return
+        ordinal = ordinal_of(group)
+        rid = labels.get(L.ROLE_ID_LABEL)
+        if rid is None:
+            entry.deleting_groups[ordinal] = now
+        else:
+            role, _, index = rid.rpartition("-")
+            entry.deleting_roles[(ordinal, role, int(index))] = now
+
+    def mark_pod_deleted(self, key: Key, uid: str) -> None:
+        self.entry(key).deleted_uids[uid] = time.monotonic()
+
+    # -- the view a reconcile plans against --------------------------------------------------
+    def observed(self, key: Key) -> Observed:
+        entry = self.entry(key)
+        now = time.monotonic()
+        for memory in (entry.deleted_uids, entry.deleting_groups, entry.deleting_roles):
+            for k in [k for k, t in memory.items() if now - t > DELETION_MEMORY_SECONDS]:
+                del memory[k]  # type: ignore[arg-type]
+        pods: dict[str, Mapping[str, Any]] = {}
+        live_groups: set[int] = set()
+        live_roles: set[tuple[int, str, int]] = set()
+        for name, pod in entry.objects["Pod"].items():
+            meta = pod.get("metadata") or {}
+            if str(meta.get("uid")) in entry.deleted_uids and not meta.get("deletionTimestamp"):
+                pod = {**pod, "metadata": {**meta, "deletionTimestamp": "1970-01-01T00:00:00Z"}}
+            pods[name] = pod
+            labels = meta.get("labels") or {}
+            ordinal = ordinal_of(str(labels.get(L.GROUP_NAME_LABEL, "")))
+            rid = str(labels.get(L.ROLE_ID_LABEL, ""))
+            live_groups.add(ordinal)
+            live_roles.add((ordinal, str(labels.get(L.ROLE_LABEL, "")), ordinal_of(rid)))
+        for name in entry.objects["PodGroup"]:
+            live_groups.add(ordinal_of(name))
+        # A deletion is complete once nothing of it is left.
+        for g in [g for g in entry.deleting_groups if g not in live_groups]:
+            del entry.deleting_groups[g]
+        for r in [r for r in entry.deleting_roles if r not in live_roles]:
+            del entry.deleting_roles[r]
+        return Observed(
+            pods=pods,
+            services=dict(entry.objects["Service"]),
+            podgroups=dict(entry.objects["PodGroup"]),
+            revisions=dict(entry.objects["ControllerRevision"]),
+            deleting_groups=set(entry.deleting_groups),
+            deleting_roles=set(entry.deleting_roles),
+        )
