@@ -47,7 +47,7 @@ class LoraAdapter:
     base_model_name: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class EngineRequest:
     request_id: str
     prompt_ids: list[int]
@@ -183,8 +183,13 @@ class Engine:
         lora_name = req.lora.name if req.lora else None
         return hash_blocks(token_ids, self.profile.block_size, lora_name, req.cache_salt, self.hash_seed)
 
-    async def generate(self, req: EngineRequest) -> AsyncIterator[TokenOutput]:
-        """Run ``req`` to completion, yielding each output token as it is produced."""
+    def submit(self, req: EngineRequest) -> AsyncIterator[TokenOutput]:
+        """Queue ``req`` now (or raise) and return the iterator of its output tokens.
+
+        Raises :class:`EngineDraining`, :class:`QueueFull`, or ValueError (a request that
+        can never fit the KV cache). Call :meth:`abort` when done with the iterator, in
+        case it was never started or was left early.
+        """
         if self.draining:
             raise EngineDraining("the engine is shutting down")
         if len(self.waiting) >= self.max_waiting_queue_length:
@@ -198,11 +203,27 @@ class Engine:
             )
         req.arrival = self.clock.now()
         req.block_hashes = self.prompt_hashes(req, req.prompt_ids)
+        self._idle.clear()
+        req._admitted = asyncio.get_running_loop().create_future()
+        self.waiting.append(req)
+        self._schedule()
+        return self._run(req)
+
+    async def generate(self, req: EngineRequest) -> AsyncIterator[TokenOutput]:
+        """Submit and run ``req`` to completion, yielding each output token."""
+        outputs = self.submit(req)
+        try:
+            async for out in outputs:
+                yield out
+        finally:
+            self.abort(req)
+
+    async def _run(self, req: EngineRequest) -> AsyncIterator[TokenOutput]:
         seed = self.seed if req.seed is None else (self.seed * 1_000_003 + req.seed)
         stream = TokenStream(self.tokenizer, seed, req.prompt_ids)
-        self._idle.clear()
         try:
-            await self._admit(req, front=False)
+            assert req._admitted is not None
+            await req._admitted
             await self._prefill(req)
             deadline = last = self.clock.now()
             while True:
@@ -225,7 +246,7 @@ class Engine:
             req.finished_at = self.clock.now()
             self.observer.on_finished(req)
         finally:
-            self._release(req)
+            self.abort(req)
 
     def _append(self, req: EngineRequest, token: int) -> str | None:
         req.output_ids.append(token)
@@ -351,10 +372,14 @@ class Engine:
             req.block_ids = []
             req.committed_blocks = 0
 
-    def _release(self, req: EngineRequest) -> None:
+    def abort(self, req: EngineRequest) -> None:
+        """Release everything ``req`` holds; idempotent, safe at any stage."""
+        if req._admitted is None:
+            return
         if req in self.waiting:
             self.waiting.remove(req)
-        if self.running.pop(req.request_id, None) is not None:
+        if self.running.get(req.request_id) is req:
+            del self.running[req.request_id]
             if req.hold_blocks_after_finish and req.finish_reason is not None:
                 self.held[req.request_id] = HeldBlocks(
                     req.request_id, req.block_ids, len(req.prompt_ids), self.clock.now() + self.hold_timeout

@@ -10,7 +10,7 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -361,7 +361,7 @@ class SimServer:
         held = self.engine.held.get(ereq.request_id)
         return {
             "do_remote_prefill": True, "do_remote_decode": False,
-            "remote_block_ids": list(held.block_ids) if held else [],
+            "remote_block_ids": list(held.block_ids if held else ereq.block_ids),
             "remote_engine_id": self.engine_id, "remote_request_id": ereq.request_id,
             "remote_host": self.config.host, "remote_port": self.config.port, "tp_size": 1,
         }
@@ -400,12 +400,9 @@ class SimServer:
         lora = self.resolve_model(g.model)
         ereq = self._engine_request(g, lora)
         await self._prepare_disagg(g, ereq)
-        if g.kind != "sglang" and g.request_id:
-            ereq.request_id = g.request_id
         model_name = g.model or self.config.served_model_names[0]
         try:
-            outputs = self.engine.generate(ereq)
-            first = await outputs.__anext__()
+            outputs = self.engine.submit(ereq)
         except QueueFull as exc:
             self.metrics.requests_rejected.labels("queue_full").inc()
             raise ApiError(429, str(exc)) from None
@@ -414,9 +411,12 @@ class SimServer:
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         fmt = _Formatter(g, ereq, model_name, self.created if g.kind == "sglang" else int(time.time()))
-        if g.stream:
-            return await self._stream(request, g, ereq, fmt, first, outputs)
-        return await self._collect(request, g, ereq, fmt, first, outputs)
+        try:
+            if g.stream:
+                return await self._stream(request, g, ereq, fmt, outputs)
+            return await self._collect(request, g, ereq, fmt, outputs)
+        finally:
+            self.engine.abort(ereq)
 
     def _crash_due(self, n_tokens: int) -> bool:
         limit = self.config.faults.crash_after_tokens
@@ -436,48 +436,39 @@ class SimServer:
             self.rooms.complete(g.bootstrap_room, len(ereq.prompt_ids))
 
     async def _stream(self, request: web.Request, g: GenerationRequest, ereq: EngineRequest,
-                      fmt: _Formatter, first: TokenOutput, outputs: Any) -> web.StreamResponse:
+                      fmt: _Formatter, outputs: AsyncIterator[TokenOutput]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         try:
             await resp.prepare(request)
-            self._sglang_room_done(g, ereq)
             for chunk in fmt.opening():
                 await resp.write(chunk)
-            out: TokenOutput | None = first
             n = 0
-            while out is not None:
+            async for out in outputs:
                 n += 1
+                if n == 1:
+                    self._sglang_room_done(g, ereq)
                 transfer = self._kv_transfer_result(g, ereq) if out.finish_reason else None
                 await resp.write(fmt.token_chunk(out, n, transfer))
                 if self._crash_due(n) and out.finish_reason is None:
                     self._crash(request)
-                    await outputs.aclose()
                     return resp
-                out = await anext(outputs, None)
             for chunk in fmt.closing():
                 await resp.write(chunk)
             await resp.write_eof()
-        except (ConnectionResetError, ConnectionError):
+        except ConnectionError:
             log.debug("client went away during %s", ereq.request_id)
-        finally:
-            await outputs.aclose()
         return resp
 
     async def _collect(self, request: web.Request, g: GenerationRequest, ereq: EngineRequest,
-                       fmt: _Formatter, first: TokenOutput, outputs: Any) -> web.StreamResponse:
-        try:
-            self._sglang_room_done(g, ereq)
-            n = 1
-            if self._crash_due(n) and first.finish_reason is None:
+                       fmt: _Formatter, outputs: AsyncIterator[TokenOutput]) -> web.StreamResponse:
+        n = 0
+        async for out in outputs:
+            n += 1
+            if n == 1:
+                self._sglang_room_done(g, ereq)
+            if self._crash_due(n) and out.finish_reason is None:
                 self._crash(request)
                 return web.Response(status=500)
-            async for _ in outputs:
-                n += 1
-                if self._crash_due(n) and ereq.finish_reason is None:
-                    self._crash(request)
-                    return web.Response(status=500)
-        finally:
-            await outputs.aclose()
         return _json(fmt.full_response(self._kv_transfer_result(g, ereq)))
 
 
