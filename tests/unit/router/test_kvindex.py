@@ -59,7 +59,7 @@ def test_precise_index_rekeys_from_token_ids_not_engine_hashes():
     idx.apply("a", stored([111, 222], None, tokens[:8]))
     idx.apply("a", stored([333], 222, tokens[8:12]))
     idx.apply("b", stored([9, 8, 7], None, tokens))  # other engine, other hash function
-    assert idx.match(idx.request_keys(tokens + [99, 98])) == {"a": 3, "b": 3}
+    assert idx.match(idx.request_keys([*tokens, 99, 98])) == {"a": 3, "b": 3}
 
 
 def test_precise_index_drops_removed_blocks():
