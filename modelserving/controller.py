@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelserving import labels as L
@@ -23,6 +24,14 @@ from modelserving.api import ModelServing as ModelServingModel
 from modelserving.cache import KINDS, Cache, Key
 from modelserving.desired import PodOptions
 from modelserving.executor import Kube, execute, selector
+from modelserving.lws import (
+    LWS_GROUP,
+    LWS_PLURAL,
+    LWS_VERSION,
+    lws_status,
+    modelserving_from_lws,
+    spec_differs,
+)
 from modelserving.metrics import MODELSERVINGS, QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from modelserving.naming import role_id
 from modelserving.observed import Observed
@@ -175,6 +184,13 @@ async def reconcile(key: Key, logger: logging.Logger | kopf.Logger) -> Plan | No
         updated = await asyncio.to_thread(_kube().patch_status, key[0], key[1], result.status_patch)
         if updated:
             STATE.cache.modelservings[key] = updated
+            owner = next((o for o in (body.get("metadata") or {}).get("ownerReferences") or []
+                          if o.get("kind") == "LeaderWorkerSet"), None)
+            if owner is not None and {"replicas", "availableReplicas"} & set(result.status_patch):
+                kube = _kube()
+                await asyncio.to_thread(kube.call, "patch", "leaderworkersets/status",
+                                        kube.custom.patch_namespaced_custom_object_status, LWS_GROUP, LWS_VERSION,
+                                        key[0], LWS_PLURAL, owner["name"], {"status": lws_status(updated)})
     for ev in [*result.events, *_role_events(key, ms, STATE.cache.observed(key))]:
         kopf.event(kopf.Body(cast(Any, body)), type=ev.type, reason=ev.reason, message=ev.message)
     return result
@@ -220,3 +236,33 @@ async def modelserving_daemon(namespace: str | None, name: str, stopped: kopf.Da
             wait = backoff
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+
+# -- LeaderWorkerSet compatibility (served only when the LWS CRD is installed) -----------------
+@kopf.on.event(LWS_GROUP, LWS_VERSION, LWS_PLURAL)
+def leaderworkerset_event(**kwargs: Any) -> None:
+    event = kwargs["event"]
+    if event.get("type") == "DELETED":
+        return  # the ModelServing it owns is garbage-collected
+    lws = event.get("object") or {}
+    desired = modelserving_from_lws(lws)
+    namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+    current = STATE.cache.modelservings.get((namespace, name))
+    kube = _kube()
+    if current is None:
+        try:
+            current = kube.call("get", "modelservings", kube.custom.get_namespaced_custom_object, L.GROUP, L.VERSION,
+                                namespace, L.PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            kube.call("create", "modelservings", kube.custom.create_namespaced_custom_object, L.GROUP, L.VERSION,
+                      namespace, L.PLURAL, desired)
+            return
+    if spec_differs(current, desired):
+        kube.call("patch", "modelservings", kube.custom.patch_namespaced_custom_object, L.GROUP, L.VERSION,
+                  namespace, L.PLURAL, name, {"spec": desired["spec"]})
+    status = lws_status(current)
+    if any((lws.get("status") or {}).get(k) != v for k, v in status.items()):
+        kube.call("patch", "leaderworkersets/status", kube.custom.patch_namespaced_custom_object_status, LWS_GROUP,
+                  LWS_VERSION, namespace, LWS_PLURAL, name, {"status": status})

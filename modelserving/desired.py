@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass
 
 from modelserving import labels as L
+from modelserving.lws import LWS_LABELS_PLUGIN, lws_pod_labels
 from modelserving.naming import group_name, pod_name, role_id, service_name
 from modelserving.resources import ResourceTotals, add, container_requests, to_resource_list
 from modelserving.revision import owner_reference, role_template_hash
@@ -70,6 +71,8 @@ def role_pod(
         pod_labels[L.ENTRY_LABEL] = L.ENTRY_VALUE
     # Kthena merges the template's metadata after its own labels.
     pod_labels.update(meta_tpl.get("labels") or {})
+    if LWS_LABELS_PLUGIN in ms.plugins:
+        pod_labels.update(lws_pod_labels(ms.name, ordinal, worker_index))
     annotations: dict[str, str] = dict(meta_tpl.get("annotations") or {})
     if options.podgroups and ms.uses_podgroups:
         annotations[L.KUBE_GROUP_NAME_ANNOTATION] = group

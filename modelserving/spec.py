@@ -139,6 +139,7 @@ class ModelServing:
     annotations: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     status: Json = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()  # names of built-in plugins
 
     @property
     def uses_podgroups(self) -> bool:
@@ -263,6 +264,7 @@ def parse_modelserving(obj: Mapping[str, Any]) -> ModelServing:
         annotations=dict(meta.get("annotations") or {}),
         labels=dict(meta.get("labels") or {}),
         status=dict(obj.get("status") or {}),
+        plugins=tuple(str(p.get("name")) for p in spec.get("plugins") or [] if isinstance(p, Mapping)),
     )
     # Resolve once so a bad int-or-percent is reported up front.
     ms.resolved_max_unavailable()
