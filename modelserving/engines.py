@@ -97,7 +97,8 @@ def commands(launch: Launch) -> Commands:
             return Commands(serve + _common_vllm(launch), None, {"http": launch.port})
         serve += ["--distributed-executor-backend", "ray", *_common_vllm(launch)]
         # The head waits until all GROUP_SIZE nodes joined before vLLM shards the model over them.
-        wait_nodes = ("until [ \"$(ray status 2>/dev/null | grep -c 'node_')\" -ge \"$GROUP_SIZE\" ]; "
+        wait_nodes = ("until python3 -c 'import os, ray; ray.init(address=\"auto\", logging_level=\"ERROR\"); "
+                      "raise SystemExit(sum(n[\"Alive\"] for n in ray.nodes()) < int(os.environ[\"GROUP_SIZE\"]))'; "
                       "do sleep 2; done")
         leader = (f"ray start --head --port={RAY_PORT} && {wait_nodes} && exec "
                   + " ".join(shlex.quote(a) for a in serve))
