@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from router.server import Router
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -85,8 +87,8 @@ class Engines:
         if kv_events:
             kv_port, replay_port = free_port(), free_port()
             cmd += ["--kv-events-config", json.dumps({
-                "enable_kv_cache_events": True, "publisher": "zmq", "endpoint": f"tcp://127.0.0.1:{kv_port}",
-                "replay_endpoint": f"tcp://127.0.0.1:{replay_port}", "topic": f"kv@{name}@{model}"})]
+                "enable_kv_cache_events": True, "publisher": "zmq", "endpoint": f"tcp://*:{kv_port}",
+                "replay_endpoint": f"tcp://*:{replay_port}", "topic": f"kv@{name}@{model}"})]
         if bootstrap:
             boot_port = free_port()
             cmd += ["--disaggregation-bootstrap-port", str(boot_port)]

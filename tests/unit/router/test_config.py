@@ -25,7 +25,7 @@ endpoints:
 
 
 def test_unknown_profile_is_rejected_naming_the_known_ones(tmp_path):
-    with pytest.raises(ValueError, match="unknown profile 'fastest'.*default"):
+    with pytest.raises(ValueError, match=r"unknown profile 'fastest'.*default"):
         load_config(write(tmp_path, "profile: fastest\n"))
 
 
