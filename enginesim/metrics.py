@@ -144,6 +144,12 @@ class EngineMetrics:
         self.kv_transfer_failures = Counter("enginesim:kv_transfer_failures",
                                             "Remote KV fetches that failed and fell back to local prefill.",
                                             registry=self.registry)
+        self.kv_transfer_tokens = Counter("enginesim:kv_transfer_received_tokens",
+                                          "Prompt tokens whose KV arrived from a prefill engine instead of "
+                                          "being computed here.", registry=self.registry)
+        self.remote_prefill_requests = Counter("enginesim:remote_prefill_requests",
+                                               "Requests whose prefill was done by another engine.",
+                                               registry=self.registry)
         self.registry.register(_StateCollector(self))
 
     def hit_rate(self) -> float:
@@ -186,6 +192,10 @@ class EngineMetrics:
         self.prompt_tokens.labels(*lv).inc(len(req.prompt_ids))
         self.generation_tokens.labels(*lv).inc(n_out)
         self.success.labels(*lv, req.finish_reason or "abort").inc()
+        if req.num_transferred_tokens:
+            self.kv_transfer_tokens.inc(req.num_transferred_tokens)
+        if req.remote_prefill:
+            self.remote_prefill_requests.inc()
         self._gen_window.append((req.finished_at, n_out))
         if len(self._gen_window) > 10_000:
             del self._gen_window[:5_000]
