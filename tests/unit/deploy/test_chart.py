@@ -49,21 +49,47 @@ def test_helm_lint_passes(helm_binary: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_default_install_has_controller_router_and_webhooks(default_objects: Objects) -> None:
+def test_default_install_has_controller_and_router(default_objects: Objects) -> None:
     kinds = {(o["kind"], o["metadata"]["name"]) for o in default_objects}
     assert {("Deployment", "caldera-controller"), ("Deployment", "caldera-router"),
-            ("Service", "caldera-router"), ("Service", "caldera-webhook"),
-            ("Service", "caldera-controller-metrics"), ("Secret", "caldera-webhook-tls"),
-            ("ValidatingWebhookConfiguration", "caldera-validating"),
-            ("MutatingWebhookConfiguration", "caldera-mutating"),
+            ("Service", "caldera-router"), ("Service", "caldera-controller-metrics"),
             ("ServiceAccount", "caldera-controller"), ("ServiceAccount", "caldera-router"),
             ("ClusterKopfPeering", "caldera")} <= kinds
 
 
-def test_webhook_certificate_is_signed_by_the_ca_bundle_and_names_the_service(default_objects: Objects) -> None:
-    secret = one(default_objects, "Secret", "caldera-webhook-tls")
+def test_default_controller_registers_its_own_webhooks_at_its_pod_ip(default_objects: Objects) -> None:
+    container = one(default_objects, "Deployment", "caldera-controller")["spec"]["template"]["spec"]["containers"][0]
+    assert "--webhook-host=$(POD_IP)" in container["args"]
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
+    assert not find(default_objects, "ValidatingWebhookConfiguration")
+
+
+def test_every_default_controller_flag_is_an_option_of_caldera_controller(default_objects: Objects) -> None:
+    from caldera.controller import controller_command
+
+    container = one(default_objects, "Deployment", "caldera-controller")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    flags = {a.split("=")[0] for a in args[args.index("controller") + 1:]}
+    options = {opt for param in controller_command.params for opt in [*param.opts, *param.secondary_opts]}
+    assert flags <= options, f"the chart passes flags `caldera controller` does not have: {flags - options}"
+
+
+@pytest.fixture(scope="module")
+def chart_owned(render: Callable[..., Objects]) -> Objects:
+    return render({"webhooks": {"certificate": {"mode": "helm"}}})
+
+
+def test_chart_owned_webhooks_render_secret_service_and_configurations(chart_owned: Objects) -> None:
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in chart_owned}
+    assert {("Service", "caldera-webhook"), ("Secret", "caldera-webhook-tls"),
+            ("ValidatingWebhookConfiguration", "caldera-validating"),
+            ("MutatingWebhookConfiguration", "caldera-mutating")} <= kinds
+
+
+def test_webhook_certificate_is_signed_by_the_ca_bundle_and_names_the_service(chart_owned: Objects) -> None:
+    secret = one(chart_owned, "Secret", "caldera-webhook-tls")
     cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
-    ca_bundle = one(default_objects, "ValidatingWebhookConfiguration", "caldera-validating")["webhooks"][0][
+    ca_bundle = one(chart_owned, "ValidatingWebhookConfiguration", "caldera-validating")["webhooks"][0][
         "clientConfig"]["caBundle"]
     ca = x509.load_pem_x509_certificate(base64.b64decode(ca_bundle))
     cert.verify_directly_issued_by(ca)
@@ -72,17 +98,16 @@ def test_webhook_certificate_is_signed_by_the_ca_bundle_and_names_the_service(de
     assert "caldera-webhook.caldera-system.svc" in names
 
 
-def test_every_webhook_points_at_the_webhook_service(default_objects: Objects) -> None:
-    configs = find(default_objects, "ValidatingWebhookConfiguration") + find(default_objects,
-                                                                             "MutatingWebhookConfiguration")
+def test_every_webhook_points_at_the_webhook_service(chart_owned: Objects) -> None:
+    configs = find(chart_owned, "ValidatingWebhookConfiguration") + find(chart_owned, "MutatingWebhookConfiguration")
     services = {hook["clientConfig"]["service"]["name"] for c in configs for hook in c["webhooks"]}
     assert services == {"caldera-webhook"}
 
 
-def test_webhooks_cover_every_caldera_kind(default_objects: Objects) -> None:
+def test_webhooks_cover_every_caldera_kind(chart_owned: Objects) -> None:
     plurals = {yaml.safe_load(p.read_text())["spec"]["names"]["plural"] for p in (ROOT / "crds").glob("*.yaml")}
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        covered = {r for c in find(default_objects, kind) for hook in c["webhooks"]
+        covered = {r for c in find(chart_owned, kind) for hook in c["webhooks"]
                    for rule in hook["rules"] for r in rule["resources"]}
         assert plurals <= covered, f"{kind} misses {plurals - covered}"
 
@@ -104,8 +129,8 @@ def test_component_uses_its_own_service_account(default_objects: Objects, compon
     assert pod["serviceAccountName"] == f"caldera-{component}"
 
 
-def test_controller_mounts_the_webhook_certificate(default_objects: Objects) -> None:
-    pod = one(default_objects, "Deployment", "caldera-controller")["spec"]["template"]["spec"]
+def test_chart_owned_webhooks_mount_the_certificate_in_the_controller(chart_owned: Objects) -> None:
+    pod = one(chart_owned, "Deployment", "caldera-controller")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["webhook-tls"]["secret"]["secretName"] == "caldera-webhook-tls"
 
@@ -141,7 +166,7 @@ def test_existing_certificate_mode_without_a_secret_name_is_an_error_naming_the_
 
 
 def test_unknown_certificate_mode_is_an_error_naming_the_value(helm_binary: Path) -> None:
-    with pytest.raises(RuntimeError, match=r"webhooks\.certificate\.mode: \"acme\" is not one of"):
+    with pytest.raises(RuntimeError, match=r"webhooks\.certificate\.mode: \"acme\" is not one of controller"):
         helm.template({"webhooks": {"certificate": {"mode": "acme"}}})
 
 

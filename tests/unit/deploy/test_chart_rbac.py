@@ -14,15 +14,20 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 PERMISSIONS = yaml.safe_load((ROOT / "deploy" / "helm" / "caldera" / "files" / "permissions.yaml").read_text())
 Objects = list[dict[str, Any]]
-Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
+Grant = tuple[str, str, str, str]  # (apiGroup, resource, resourceName or "", verb)
 
 
 def grants(rules: list[dict[str, Any]]) -> set[Grant]:
-    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return {(g, r, n, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
+            for n in rule.get("resourceNames") or [""] for v in rule["verbs"]}
 
 
-def declared(component: str, scope: str | None = None) -> set[Grant]:
-    return grants([e for e in PERMISSIONS[component] if scope is None or e["scope"] == scope])
+def declared(component: str, scope: str | None = None, conditions: frozenset[str] = frozenset()) -> set[Grant]:
+    return grants([e for e in PERMISSIONS[component] if (scope is None or e["scope"] == scope)
+                   and (not e.get("when") or e["when"] in conditions)])
+
+
+CONTROLLER_MANAGED = frozenset({"controllerManagedWebhooks"})
 
 
 def role_rules(objects: Objects, kind: str, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
@@ -32,9 +37,26 @@ def role_rules(objects: Objects, kind: str, name: str, namespace: str | None = N
     return list(found[0]["rules"])
 
 
-@pytest.mark.parametrize("component", ["controller", "router"])
-def test_cluster_role_grants_exactly_the_declared_permissions(default_objects: Objects, component: str) -> None:
-    assert grants(role_rules(default_objects, "ClusterRole", f"caldera-{component}")) == declared(component)
+def test_controller_cluster_role_grants_exactly_the_declared_permissions(default_objects: Objects) -> None:
+    assert grants(role_rules(default_objects, "ClusterRole", "caldera-controller")) == declared(
+        "controller", conditions=CONTROLLER_MANAGED)
+
+
+def test_router_cluster_role_grants_exactly_the_declared_permissions(default_objects: Objects) -> None:
+    assert grants(role_rules(default_objects, "ClusterRole", "caldera-router")) == declared("router")
+
+
+def test_chart_owned_webhooks_drop_the_webhook_configuration_grants(render: Callable[..., Objects]) -> None:
+    objects = render({"webhooks": {"certificate": {"mode": "helm"}}})
+    rules = grants(role_rules(objects, "ClusterRole", "caldera-controller"))
+    assert rules == declared("controller")
+    assert not [g for g in rules if g[0] == "admissionregistration.k8s.io"]
+
+
+def test_webhook_configuration_patch_is_limited_to_the_controller_configuration(default_objects: Objects) -> None:
+    patches = {g for g in grants(role_rules(default_objects, "ClusterRole", "caldera-controller"))
+               if g[0] == "admissionregistration.k8s.io" and g[3] == "patch"}
+    assert patches and {name for _, _, name, _ in patches} == {"caldera.volcano.sh"}
 
 
 @pytest.mark.parametrize("component", ["controller", "router"])
@@ -57,7 +79,7 @@ def test_no_role_grants_secrets_or_wildcards(render: Callable[..., Objects]) -> 
 
 
 def test_router_only_reads(default_objects: Objects) -> None:
-    verbs = {v for _, _, v in grants(role_rules(default_objects, "ClusterRole", "caldera-router"))}
+    verbs = {v for _, _, _, v in grants(role_rules(default_objects, "ClusterRole", "caldera-router"))}
     assert verbs <= {"get", "list", "watch"}
 
 
@@ -69,7 +91,8 @@ def test_every_declared_permission_says_why() -> None:
 def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_only_cluster_scope(
         render: Callable[..., Objects]) -> None:
     objects = render({"controller": {"watchNamespaces": ["team-a", "team-b"]}})
-    assert grants(role_rules(objects, "ClusterRole", "caldera-controller")) == declared("controller", "cluster")
+    assert grants(role_rules(objects, "ClusterRole", "caldera-controller")) == declared(
+        "controller", "cluster", CONTROLLER_MANAGED)
     for namespace in ("team-a", "team-b"):
         rules = role_rules(objects, "Role", "caldera-controller", namespace)
         assert grants(rules) == declared("controller", "namespaced")

@@ -67,10 +67,14 @@ RBAC rules of one component and scope from files/permissions.yaml:
 */}}
 {{- define "caldera.rules" -}}
 {{- $all := .root.Files.Get "files/permissions.yaml" | fromYaml -}}
+{{- $conditions := dict "controllerManagedWebhooks" (and .root.Values.webhooks.enabled (eq .root.Values.webhooks.certificate.mode "controller")) -}}
 {{- range (index $all .component) -}}
-{{- if eq .scope $.scope }}
+{{- if and (eq .scope $.scope) (or (not .when) (index $conditions .when)) }}
 - apiGroups: {{ toJson .apiGroups }}
   resources: {{ toJson .resources }}
+  {{- with .resourceNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
   verbs: {{ toJson .verbs }}
 {{- end -}}
 {{- end -}}
@@ -187,4 +191,9 @@ webhooks:
         scope: Namespaced
   {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* "true" when the chart (not the controller) owns the webhook certificate and configurations. */}}
+{{- define "caldera.webhook.chartOwned" -}}
+{{- if and .Values.controller.enabled .Values.webhooks.enabled (ne .Values.webhooks.certificate.mode "controller") -}}true{{- end -}}
 {{- end -}}
