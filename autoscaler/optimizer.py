@@ -10,6 +10,10 @@ still place, :func:`optimize` chooses counts that
                min ≤ x ≤ max,   x - current ≤ what placement allows
                new replicas of one GPU pool packed onto that pool's nodes' free GPUs
 
+Make before break: replicas that serve now are released only while the replicas that
+also serve now still cover the demand, so a shift to a cheaper variant keeps the old
+replicas until the new ones are ready (the next decision releases them).
+
 The shortfall term keeps the model feasible when the cluster is full: the plan then
 carries the largest capacity the cluster can hold and says how much is missing.
 Every plan lists, per variant, why it got its count.
@@ -17,6 +21,7 @@ Every plan lists, per variant, why it got its count.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +40,7 @@ class Variant:
     min_replicas: int
     max_replicas: int
     current: int = 0
+    ready: int | None = None  # of `current`, those serving now (None: all of them)
     gpus_per_replica: int = 0  # per node for single-node replicas; 0 = does not need GPUs
     pool: str | None = None  # GPU type whose free capacity limits new replicas
 
@@ -48,6 +54,8 @@ class Variant:
                              f"got {self.min_replicas}..{self.max_replicas}")
         if self.current < 0:
             raise ValueError(f"variant {self.name!r}: current must be >= 0, got {self.current}")
+        if self.ready is not None and not 0 <= self.ready <= self.current:
+            raise ValueError(f"variant {self.name!r}: ready must be within 0..current, got {self.ready}")
         if self.gpus_per_replica < 0:
             raise ValueError(f"variant {self.name!r}: gpusPerReplica must be >= 0")
 
@@ -70,6 +78,7 @@ class OptimizerConfig:
     headroom: float = 0.0  # extra capacity asked for on top of the demand
     time_limit_s: float = 1.0
     workers: int = 1
+    relative_gap: float = 0.0  # stop once proven within this fraction of the optimum
 
     def __post_init__(self) -> None:
         if self.churn < 0:
@@ -80,7 +89,12 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class Plan:
+    """`replicas` is what to ask for now; `target` the fleet it converges to (they differ
+    while ready replicas are kept for replacements that still start). `capacity` and
+    `cost` are the target's."""
+
     replicas: dict[str, int]
+    target: dict[str, int]
     demand: float
     capacity: float
     cost: float
@@ -106,6 +120,27 @@ def max_additional_replicas(free_per_node: Sequence[int], gpus_per_replica: int)
     return sum(max(f, 0) // gpus_per_replica for f in free_per_node)
 
 
+def is_divisible_chain(sizes: Sequence[int]) -> bool:
+    ordered = sorted(set(sizes))
+    return all(b % a == 0 for a, b in itertools.pairwise(ordered))
+
+
+def divisible_slots(free_per_node: Sequence[int], size: int) -> int:
+    """GPUs usable by replicas of `size` GPUs or more, when all sizes divide each other.
+
+    With divisible sizes (1, 2, 4, 8 …) placing larger replicas first leaves every node's
+    used count a multiple of each smaller size, so replicas fit on the nodes if and only if
+    for each size s: Σ GPUs of replicas with size >= s <= s · Σ floor(free/s)."""
+    return size * sum(max(f, 0) // size for f in free_per_node)
+
+
+def fits(free_per_node: Sequence[int], sizes: Sequence[int]) -> bool:
+    """Whether single-node replicas of these sizes fit (divisible sizes only)."""
+    if not is_divisible_chain(sizes):
+        raise ValueError(f"sizes must divide each other, got {sorted(set(sizes))}")
+    return all(sum(g for g in sizes if g >= s) <= divisible_slots(free_per_node, s) for s in set(sizes))
+
+
 def placement_cap(v: Variant, placeable: Placeable) -> int | None:
     caps: list[int] = []
     if v.name in placeable.max_additional:
@@ -129,9 +164,11 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
     need = math.ceil(demand * (1 + config.headroom) * _SCALE - 1e-6)
 
     m = cp_model.CpModel()
-    xs: list[cp_model.IntVar] = []
+    xs: list[cp_model.IntVar] = []  # the fleet to converge to
+    acts: list[cp_model.IntVar] = []  # what to ask for now: the target plus ready replicas kept a while
     ups: list[cp_model.IntVar] = []
-    cost_terms = []
+    kept_ready: list[cp_model.LinearExprT] = []
+    cost_terms: list[cp_model.LinearExprT] = []
     caps: list[int | None] = []
     for v in variants:
         cap = placement_cap(v, placeable)
@@ -144,11 +181,20 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
         up = m.new_int_var(0, max(0, hi - v.current), f"up_{v.name}")
         down = m.new_int_var(0, max(0, v.current - v.min_replicas), f"down_{v.name}")
         m.add(x - v.current == up - down)
+        ready = v.current if v.ready is None else v.ready
+        kept = m.new_int_var(0, min(ready, v.max_replicas), f"kept_{v.name}")
+        act = m.new_int_var(v.min_replicas, max(hi, min(ready, v.max_replicas)), f"a_{v.name}")
+        m.add(act >= x)
+        m.add(act >= kept)
         unit = round(v.cost * _SCALE)
         churn = round(v.cost * config.churn * _SCALE)
-        cost_terms.append(unit * x + churn * (up + down))
+        # The target pays full cost and churn; the transition a small share, so that it
+        # keeps no more ready replicas than covering the demand needs.
+        cost_terms.append(unit * x + churn * (up + down) + max(1, unit // 100) * act)
         xs.append(x)
+        acts.append(act)
         ups.append(up)
+        kept_ready.append(round(v.capacity * _SCALE) * kept)
 
     # Pack new replicas of each pool onto that pool's nodes.
     pools: dict[str, list[int]] = {}
@@ -159,6 +205,13 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
         if len(members) < 2:
             continue  # one variant alone: its cap above is exact
         free = [max(0, f) for f in placeable.free_gpus[pool]]
+        sizes = sorted({variants[i].gpus_per_replica for i in members})
+        if is_divisible_chain(sizes):
+            # Exact without per-node variables (see `divisible_slots`).
+            for size in sizes:
+                m.add(sum(variants[i].gpus_per_replica * ups[i] for i in members
+                          if variants[i].gpus_per_replica >= size) <= divisible_slots(free, size))
+            continue
         per_variant: dict[int, list[cp_model.IntVar]] = {i: [] for i in members}
         for n, f in enumerate(free):
             ks = []
@@ -173,22 +226,32 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
 
     shortfall = m.new_int_var(0, max(need, 0), "shortfall")
     m.add(sum(round(v.capacity * _SCALE) * x for v, x in zip(variants, xs, strict=True)) + shortfall >= need)
+    ready_capacity = sum(round(v.capacity * _SCALE) * (v.current if v.ready is None else v.ready) for v in variants)
+    ready_need = min(need, ready_capacity)
+    gap = m.new_int_var(0, max(ready_need, 0), "ready_gap")
+    m.add(cp_model.LinearExpr.sum(kept_ready) + gap >= ready_need)
     # One unit of shortfall must outweigh any cost the whole fleet could add.
     big = 1 + sum(round(v.cost * (1 + 2 * config.churn) * _SCALE) * v.max_replicas for v in variants)
-    m.minimize(sum(cost_terms) + big * shortfall)
+    m.minimize(cp_model.LinearExpr.sum(cost_terms) + big * (shortfall + gap))
 
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = config.time_limit_s
     solver.parameters.num_workers = config.workers
+    solver.parameters.relative_gap_limit = config.relative_gap
     status = solver.solve(m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         raise RuntimeError(f"optimizer: CP-SAT returned {solver.status_name(status)}")
-    counts = {v.name: int(solver.value(x)) for v, x in zip(variants, xs, strict=True)}
-    capacity = sum(v.capacity * counts[v.name] for v in variants)
-    cost = sum(v.cost * counts[v.name] for v in variants)
+    target = {v.name: int(solver.value(x)) for v, x in zip(variants, xs, strict=True)}
+    counts = {v.name: int(solver.value(a)) for v, a in zip(variants, acts, strict=True)}
+    capacity = sum(v.capacity * target[v.name] for v in variants)
+    cost = sum(v.cost * target[v.name] for v in variants)
     short = solver.value(shortfall) / _SCALE
-    reasons = explain(variants, counts, caps, demand, short)
-    return Plan(replicas=counts, demand=demand, capacity=capacity, cost=cost, shortfall=short,
+    reasons = explain(variants, target, caps, demand, short)
+    for v in variants:
+        if counts[v.name] > target[v.name]:
+            reasons[v.name] += (f"; {counts[v.name] - target[v.name]} ready replicas kept until "
+                                "the new ones serve")
+    return Plan(replicas=counts, target=target, demand=demand, capacity=capacity, cost=cost, shortfall=short,
                 status=solver.status_name(status), seconds=time.perf_counter() - started, reasons=reasons)
 
 

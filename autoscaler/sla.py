@@ -105,11 +105,15 @@ class KalmanPredictor:
         self.last = value
 
     def predict(self) -> float | None:
+        return self.forecast(1)
+
+    def forecast(self, steps: int) -> float | None:
+        """`steps` ahead along the current trend (e.g. a replica's start-up delay)."""
         if self.n == 0:
             return None
         if self.n < self.min_points:
             return self.last
-        return max(0.0, float(self.x[0] + self.x[1]))
+        return max(0.0, float(self.x[0] + steps * self.x[1]))
 
 
 PredictorName = Literal["constant", "moving_average", "kalman"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.capacity import CapacityEstimate, update_capacity
-from autoscaler.optimizer import OptimizerConfig, Placeable, Variant, max_additional_replicas, optimize
+from autoscaler.optimizer import OptimizerConfig, Placeable, Variant, fits, max_additional_replicas, optimize
 
 A100 = Variant("a100", cost=60, capacity=1, min_replicas=0, max_replicas=8, gpus_per_replica=1, pool="a100")
 H100 = Variant("h100", cost=100, capacity=2, min_replicas=0, max_replicas=4, gpus_per_replica=1, pool="h100")
@@ -46,8 +47,22 @@ def test_churn_penalty_keeps_a_fleet_that_already_meets_demand() -> None:
     assert "kept" in plan.reasons["a100"]
 
 
-def test_without_churn_the_same_fleet_moves_to_the_cheaper_variant() -> None:
-    current = [replace_current(A100, 4), H100]
+def test_without_churn_starting_replicas_move_to_the_cheaper_variant() -> None:
+    current = [replace_current(A100, 4, ready=0), H100]
+    plan = optimize(current, demand=4, config=NO_CHURN)
+    assert plan.replicas == {"a100": 0, "h100": 2}
+
+
+def test_ready_replicas_are_kept_until_their_replacements_serve() -> None:
+    current = [replace_current(A100, 4, ready=4), H100]
+    plan = optimize(current, demand=4, config=NO_CHURN)
+    assert plan.replicas == {"a100": 4, "h100": 2}
+    assert plan.target == {"a100": 0, "h100": 2}
+    assert "4 ready replicas kept until the new ones serve" in plan.reasons["a100"]
+
+
+def test_once_replacements_serve_the_old_replicas_are_released() -> None:
+    current = [replace_current(A100, 4, ready=4), replace_current(H100, 2, ready=2)]
     plan = optimize(current, demand=4, config=NO_CHURN)
     assert plan.replicas == {"a100": 0, "h100": 2}
 
@@ -66,6 +81,30 @@ def test_shared_pool_packs_new_replicas_onto_nodes() -> None:
     plan = optimize([small, big], demand=3, placeable=Placeable(free_gpus={"h100": [6, 8]}), config=NO_CHURN)
     # tp8 is cheaper per unit but only one fits (the 8-GPU node); the 6-GPU node takes one tp4.
     assert plan.replicas == {"tp4": 1, "tp8": 1}
+
+
+def test_sizes_that_do_not_divide_are_packed_node_by_node() -> None:
+    tp3 = Variant("tp3", cost=30, capacity=1, min_replicas=0, max_replicas=10, gpus_per_replica=3, pool="g")
+    tp2 = Variant("tp2", cost=25, capacity=1, min_replicas=0, max_replicas=10, gpus_per_replica=2, pool="g")
+    plan = optimize([tp3, tp2], demand=3, placeable=Placeable(free_gpus={"g": [5, 3]}), config=NO_CHURN)
+    # Node 5 holds 2+3 or 2+2, node 3 holds one tp3 or one tp2: three replicas at least cost.
+    assert plan.replicas == {"tp3": 0, "tp2": 3} or plan.replicas == {"tp3": 1, "tp2": 2}
+    assert plan.cost == 75
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 8), min_size=1, max_size=3), st.lists(st.sampled_from([1, 2, 4, 8]), max_size=5))
+def test_divisible_fit_matches_exhaustive_packing(free: list[int], sizes: list[int]) -> None:
+    def exhaustive(bins: list[int], items: list[int]) -> bool:
+        if not items:
+            return True
+        head, rest = items[0], items[1:]
+        for i, f in enumerate(bins):
+            if f >= head and exhaustive([*bins[:i], f - head, *bins[i + 1:]], rest):
+                return True
+        return False
+
+    assert fits(free, sizes) == exhaustive(free, sorted(sizes, reverse=True))
 
 
 def test_headroom_asks_for_extra_capacity() -> None:
@@ -93,8 +132,8 @@ def test_unsaturated_throughput_only_raises_the_capacity() -> None:
     assert update_capacity(est, throughput=30, ready=2, saturated=False).value == 15
 
 
-def replace_current(v: Variant, current: int) -> Variant:
-    return Variant(v.name, v.cost, v.capacity, v.min_replicas, v.max_replicas, current, v.gpus_per_replica, v.pool)
+def replace_current(v: Variant, current: int, ready: int | None = None) -> Variant:
+    return dataclasses.replace(v, current=current, ready=ready)
 
 
 variant_st = st.tuples(st.integers(1, 50), st.integers(1, 4), st.integers(0, 2), st.integers(0, 3),
@@ -105,7 +144,7 @@ variant_st = st.tuples(st.integers(1, 50), st.integers(1, 4), st.integers(0, 2),
 @given(st.lists(variant_st, min_size=1, max_size=3), st.integers(0, 3000).map(lambda k: k / 100))
 def test_plan_is_as_cheap_as_brute_force_and_within_bounds(spec: list[tuple[int, int, int, int, int]],
                                                            demand: float) -> None:
-    variants = [Variant(f"v{i}", c, cap, lo, lo + extra, current=cur)
+    variants = [Variant(f"v{i}", c, cap, lo, lo + extra, current=cur, ready=0)
                 for i, (c, cap, lo, extra, cur) in enumerate(spec)]
     plan = optimize(variants, demand, config=NO_CHURN)
     for v in variants:
