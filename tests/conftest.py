@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from caldera.localcluster import session
+from caldera.localcluster import build, session
 from caldera.localcluster.session import LocalCluster
 
 
@@ -19,6 +19,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("cluster") and "local_cluster" not in getattr(item, "fixturenames", []):
             item.fixturenames.insert(0, "local_cluster")  # type: ignore[attr-defined]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Build missing binaries (cached after the first time) before any test starts, so a cold
+    # build is not cut short by the per-test timeout that covers fixture set-up.
+    if any(item.get_closest_marker("cluster") for item in session.items):
+        build.build_all(lambda message: print(f"[local_cluster] {message}", flush=True))
 
 
 @pytest.fixture(scope="session")
