@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 from cryptography import x509
@@ -64,14 +65,17 @@ def test_default_controller_registers_its_own_webhooks_at_its_pod_ip(default_obj
     assert not find(default_objects, "ValidatingWebhookConfiguration")
 
 
-def test_every_default_controller_flag_is_an_option_of_caldera_controller(default_objects: Objects) -> None:
-    from caldera.controller import controller_command
+@pytest.mark.parametrize("component", ["controller", "router"])
+def test_every_default_flag_is_an_option_of_the_component_command(default_objects: Objects, component: str) -> None:
+    from caldera.cli import cli
 
-    container = one(default_objects, "Deployment", "caldera-controller")["spec"]["template"]["spec"]["containers"][0]
+    command = cli.get_command(click.Context(cli), component)
+    assert command is not None
+    container = one(default_objects, "Deployment", f"caldera-{component}")["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]
-    flags = {a.split("=")[0] for a in args[args.index("controller") + 1:]}
-    options = {opt for param in controller_command.params for opt in [*param.opts, *param.secondary_opts]}
-    assert flags <= options, f"the chart passes flags `caldera controller` does not have: {flags - options}"
+    flags = {a.split("=")[0] for a in args[args.index(component) + 1:]}
+    options = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
+    assert flags <= options, f"the chart passes flags `caldera {component}` does not have: {flags - options}"
 
 
 @pytest.fixture(scope="module")
