@@ -58,7 +58,7 @@ def _sum(metrics: dict[str, float], prefix: str, contains: str = "") -> float:
     return sum(v for k, v in metrics.items() if k.startswith(prefix) and contains in k)
 
 
-def _apiserver_requests(api: client.ApiClient) -> dict[str, float]:
+def _apiserver_requests(api: Any) -> dict[str, float]:
     resp = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
                         _return_http_data_only=True)
     totals: dict[str, float] = {"all": 0.0, "writes": 0.0}
@@ -114,7 +114,8 @@ def main(directory: Path, topology: str, groups: int, steady_seconds: float, tim
     from caldera.kube import api_client
 
     api = api_client(kubeconfig)
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    core: Any = client.CoreV1Api(api)
+    custom: Any = client.CustomObjectsApi(api)
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": namespace}})
     port = _free_port()
