@@ -1,0 +1,1 @@
+"""Where the autoscaler's metrics come from: the target's pods, or Prometheus."""
