@@ -31,8 +31,9 @@ def fill_key(free: Resources, alloc: Resources) -> tuple[float, ...]:
     )
 
 
-def gang_order(gangs: Iterable[Gang]) -> list[Gang]:
-    return sorted(gangs, key=lambda g: (-g.priority, -g.gpus, -len(g.pods), g.name))
+def gang_order(gangs: Iterable[Gang], largest_first: bool = True) -> list[Gang]:
+    sign = -1 if largest_first else 1
+    return sorted(gangs, key=lambda g: (-g.priority, sign * g.gpus, sign * len(g.pods), g.name))
 
 
 def pod_order(pods: Iterable[PodRequest]) -> list[PodRequest]:
@@ -178,12 +179,17 @@ def place_gang(state: CapacityState, gang: Gang, eligibility: Eligibility) -> di
     return None
 
 
-def greedy_assign(snapshot: Snapshot, gangs: Sequence[Gang]) -> dict[str, dict[str, str]]:
-    """gang name -> pod -> node for every gang the greedy places (unplaced gangs are absent)."""
+def greedy_assign(
+    snapshot: Snapshot, gangs: Sequence[Gang], largest_first: bool = True
+) -> dict[str, dict[str, str]]:
+    """gang name -> pod -> node for every gang the greedy places (unplaced gangs are absent).
+
+    Largest-first packs capacity best; smallest-first places the most gangs when capacity is short.
+    """
     state = CapacityState.of(snapshot)
     eligibility = Eligibility(snapshot)
     out: dict[str, dict[str, str]] = {}
-    for gang in gang_order(gangs):
+    for gang in gang_order(gangs, largest_first):
         placed = place_gang(state, gang, eligibility)
         if placed is not None:
             out[gang.name] = placed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from topology.graph import NodeInfo, Taint
@@ -143,7 +144,7 @@ class RoleReplica:
     def name(self) -> str:
         return f"{self.role}-{self.index}"
 
-    @property
+    @cached_property
     def demand(self) -> Resources:
         return total(p.requests for p in self.pods)
 
@@ -179,14 +180,14 @@ class Gang:
     def pods(self) -> list[PodRequest]:
         return [p for rr in self.role_replicas for p in rr.pods]
 
-    @property
+    @cached_property
     def demand(self) -> Resources:
         return total(p.requests for p in self.pods)
 
-    @property
+    @cached_property
     def required_demand(self) -> Resources:
         return total(p.requests for rr in self.role_replicas if rr.required for p in rr.pods)
 
-    @property
+    @cached_property
     def gpus(self) -> int:
         return self.demand.get(GPU, 0)

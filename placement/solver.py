@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from ortools.sat.python import cp_model
 
 from placement.constraints import Eligibility
@@ -34,7 +35,7 @@ from placement.model import Gang, PodRequest, RoleReplica, Scheduling
 from placement.plan import GangResult, Plan, describe_result
 from placement.reasons import explain
 from placement.snapshot import Snapshot
-from topology.resources import GPU, Resources, copies_that_fit
+from topology.resources import GPU, Resources
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class SolveOptions:
     relative_gap: float = 0.0
     max_repair_rounds: int = 3
     log_search: bool = False
+    # Break ties in the number of gangs placed by GPUs placed (use capacity) rather than leaving it free.
+    gpu_tiebreak: bool = False
 
 
 @dataclass
@@ -80,8 +83,9 @@ class _Score:
     fragmentation: int
     moved: int
 
-    def key(self) -> tuple[int, int, int, int, int]:
-        return (self.placed_weight, self.gpus, -self.spread, -self.fragmentation, -self.moved)
+    def key(self, gpu_tiebreak: bool = True) -> tuple[int, int, int, int, int]:
+        return (self.placed_weight, self.gpus if gpu_tiebreak else 0, -self.spread, -self.fragmentation,
+                -self.moved)
 
 
 class _Problem:
@@ -110,28 +114,73 @@ class _Problem:
                 self.rrs.append(item)
                 self.gang_rrs[gi].append(ri)
         self.weights = self._priority_weights()
-        self.leaf_free: dict[str, Resources] = {}
-        self.leaf_alloc_gpu: dict[str, int] = {}
-        for leaf, nodes in snapshot.leaf_nodes.items():
-            total: Resources = {}
-            alloc = 0
-            for n in nodes:
-                for k, v in snapshot.free[n].items():
-                    total[k] = total.get(k, 0) + max(0, v)
-                alloc += snapshot.nodes[n].allocatable.get(GPU, 0)
-            self.leaf_free[leaf] = total
-            self.leaf_alloc_gpu[leaf] = alloc
-        self.pristine = {
-            leaf for leaf, nodes in snapshot.leaf_nodes.items()
-            if all(snapshot.free[n] == snapshot.nodes[n].allocatable for n in nodes)
+        # Node capacity as arrays, nodes grouped by leaf, so per-leaf sums are one reduceat.
+        self.leaf_order = [leaf for leaf in snapshot.leaves if snapshot.leaf_nodes.get(leaf)]
+        self.node_order = [n for leaf in self.leaf_order for n in snapshot.leaf_nodes[leaf]]
+        self.leaf_start = np.cumsum([0] + [len(snapshot.leaf_nodes[leaf]) for leaf in self.leaf_order])[:-1]
+        self.leaf_index = {leaf: i for i, leaf in enumerate(self.leaf_order)}
+        self.resources = sorted({k for c in self.classes for k, v in c.requests.items() if v > 0} | {GPU})
+        self.free_matrix = np.array(
+            [[max(0, snapshot.free[n].get(r, 0)) for r in self.resources] for n in self.node_order], dtype=np.int64
+        ).reshape(len(self.node_order), len(self.resources))
+        leaf_sums = self._per_leaf(self.free_matrix)
+        self.leaf_free: dict[str, Resources] = {
+            leaf: {r: int(leaf_sums[i, j]) for j, r in enumerate(self.resources)}
+            for i, leaf in enumerate(self.leaf_order)
         }
-        self._slots: dict[tuple[tuple[tuple[str, int], ...], Scheduling, str], int] = {}
+        alloc_gpu = self._per_leaf(np.array(
+            [snapshot.nodes[n].allocatable.get(GPU, 0) for n in self.node_order], dtype=np.int64))
+        self.leaf_alloc_gpu = {leaf: int(alloc_gpu[i]) for i, leaf in enumerate(self.leaf_order)}
+        self.pristine = {
+            leaf for leaf in self.leaf_order
+            if all(snapshot.free[n] == snapshot.nodes[n].allocatable for n in snapshot.leaf_nodes[leaf])
+        }
         self.domain_free: dict[str, Resources] = {d: {} for d in snapshot.tier}
         for leaf, free in self.leaf_free.items():
             for d in snapshot.chain(leaf):
                 target = self.domain_free[d]
                 for k, v in free.items():
                     target[k] = target.get(k, 0) + v
+        self.class_slots: list[dict[str, int]] = [self._slots_per_leaf(c) for c in self.classes]
+        self.class_domain_slots: list[dict[str, int]] = []
+        for per_leaf in self.class_slots:
+            per_domain: dict[str, int] = defaultdict(int)
+            for leaf, count in per_leaf.items():
+                for d in snapshot.chain(leaf):
+                    per_domain[d] += count
+            self.class_domain_slots.append(per_domain)
+        gpu_col = self.free_matrix[:, self.resources.index(GPU)]
+        self.gpu_sizes = sorted({c.requests.get(GPU, 0) for c in self.classes} - {0})
+        self.rounded_gpu: dict[int, dict[str, int]] = {}
+        self.count_gpu: dict[int, dict[str, int]] = {}
+        for size in self.gpu_sizes:
+            counts = self._per_leaf(gpu_col // size)
+            self.count_gpu[size] = {leaf: int(counts[i]) for i, leaf in enumerate(self.leaf_order)}
+            self.rounded_gpu[size] = {leaf: size * int(counts[i]) for i, leaf in enumerate(self.leaf_order)}
+        self.gpu_tiebreak = True
+
+    def _per_leaf(self, values: np.ndarray) -> np.ndarray:
+        if len(self.node_order) == 0:
+            return np.zeros((0, *values.shape[1:]), dtype=np.int64)
+        return np.add.reduceat(values, self.leaf_start, axis=0)
+
+    def _slots_per_leaf(self, cls: _Class) -> dict[str, int]:
+        """How many pods of the class each leaf's nodes could take, each node counted alone."""
+        if not self.node_order:
+            return {}
+        copies = np.full(len(self.node_order), cls.n, dtype=np.int64)
+        for j, res in enumerate(self.resources):
+            need = cls.requests.get(res, 0)
+            if need > 0:
+                copies = np.minimum(copies, self.free_matrix[:, j] // need)
+        for res, need in cls.requests.items():
+            if need > 0 and res not in self.resources:
+                copies[:] = 0
+        if not self.elig.is_unrestricted(cls.scheduling):
+            allowed = self.elig.nodes(cls.scheduling)
+            copies = copies * np.array([n in allowed for n in self.node_order], dtype=np.int64)
+        sums = self._per_leaf(copies)
+        return {leaf: int(sums[i]) for i, leaf in enumerate(self.leaf_order)}
 
     def _group_tier(self, gang: Gang) -> int:
         policy = gang.group_policy
@@ -151,18 +200,8 @@ class _Problem:
             weight = below + 1
         return [weight_of[g.priority] for g in self.gangs]
 
-    def slots(self, cls: _Class, leaf: str) -> int:
-        """How many pods of this class the leaf's nodes could take, each alone."""
-        key = (tuple(sorted(cls.requests.items())), cls.scheduling, leaf)
-        found = self._slots.get(key)
-        if found is None:
-            allowed = self.elig.nodes(cls.scheduling)
-            found = sum(
-                min(copies_that_fit(cls.requests, self.snap.free[n]), cls.n)
-                for n in self.snap.leaf_nodes[leaf] if n in allowed
-            )
-            self._slots[key] = found
-        return found
+    def slots(self, ci: int, leaf: str) -> int:
+        return self.class_slots[ci].get(leaf, 0)
 
     def fragmentation_bucket(self, leaf: str) -> int:
         """0 for a nearly full leaf, 2 for a mostly free one (GPU share)."""
@@ -210,7 +249,11 @@ def solve(snapshot: Snapshot, gangs: list[Gang], options: SolveOptions | None = 
     if len(set(names)) != len(names):
         raise ValueError("solve: gang names must be unique")
     problem = _Problem(snapshot, gangs)
-    greedy = greedy_assign(snapshot, gangs)
+    problem.gpu_tiebreak = options.gpu_tiebreak
+    candidates = [greedy_assign(snapshot, gangs, largest_first=True)]
+    if len(gangs) > 1 and len(candidates[0]) < len(gangs):
+        candidates.append(greedy_assign(snapshot, gangs, largest_first=False))
+    greedy = max(candidates, key=lambda a: problem.score(a).key(options.gpu_tiebreak))
     greedy_seconds = time.perf_counter() - started
     best = greedy
     best_score = problem.score(greedy)
@@ -238,7 +281,7 @@ def solve(snapshot: Snapshot, gangs: list[Gang], options: SolveOptions | None = 
                 continue
             cp_score = problem.score(realised)
             log.debug("cp score %s greedy score %s", cp_score, best_score)
-            if cp_score.key() >= best_score.key():
+            if cp_score.key(options.gpu_tiebreak) >= best_score.key(options.gpu_tiebreak):
                 best, best_score = realised, cp_score
                 status = "OPTIMAL" if cp_status == cp_model.OPTIMAL else "FEASIBLE"
             else:
@@ -246,6 +289,7 @@ def solve(snapshot: Snapshot, gangs: list[Gang], options: SolveOptions | None = 
             objective, bound = cp_obj, cp_bound
             gap = 0.0 if cp_status == cp_model.OPTIMAL else abs(cp_bound - cp_obj) / max(1.0, abs(cp_bound))
             break
+        stats.update(model.stats)
         stats["cuts"] = cuts
     elif all_placed:
         status = "OPTIMAL"  # every gang in one leaf, no fragmentation cost: nothing to improve
@@ -397,8 +441,7 @@ class _LeafModel:
             for d in snap.domains_within(rr.tier):
                 if not _covers(p, d, rr.replica.demand):
                     continue
-                if not all(sum(p.slots(p.classes[c], leaf) for leaf in snap.leaves_under[d]) >= p.classes[c].n
-                           for c in rr.classes):
+                if not all(p.class_domain_slots[c].get(d, 0) >= p.classes[c].n for c in rr.classes):
                     continue
                 parents = [w[gi, a] for a in snap.chain(d) if (gi, a) in w]
                 if not parents:
@@ -423,7 +466,7 @@ class _LeafModel:
                 if high:
                     hs = []
                     for leaf in leaves_high:
-                        cap = min(cls.n, p.slots(cls, leaf))
+                        cap = min(cls.n, p.slots(c, leaf))
                         if cap <= 0:
                             continue
                         hv = m.new_int_var(0, cap, f"h{c}_{leaf}")
@@ -472,11 +515,14 @@ class _LeafModel:
         k4 = moved_max + 1
         k3 = (frag_max + 1) * k4
         k2 = (spread_max + 1) * k3
+        tiebreak_terms = gpu_terms if self.options.gpu_tiebreak else []
+        if not self.options.gpu_tiebreak:
+            gpu_total = 0
         k1 = (gpu_total + 1) * k2
         self.level_weight = k1
         objective = (
             k1 * _sum(p.weights[gi] * v for gi, v in enumerate(placed_vars))
-            + k2 * _sum(gpu_terms)
+            + k2 * _sum(tiebreak_terms)
             - k3 * _sum(spread_terms)
             - k4 * _sum(frag_terms)
             + _sum(kept_terms)
@@ -494,7 +540,7 @@ class _LeafModel:
         })
 
     def _capacity(self, leaf: str, cls_ids: list[int]) -> int:
-        p, m, snap = self.p, self.model, self.p.snap
+        p, m = self.p, self.model
         rows = 0
         free = p.leaf_free[leaf]
         resources = {k for c in cls_ids for k, v in p.classes[c].requests.items() if v > 0}
@@ -505,22 +551,21 @@ class _LeafModel:
                 rows += 1
         # GPUs: rounded capacity per pod size (exact for power-of-two families) and slot counts.
         sizes = sorted({p.classes[c].requests.get(GPU, 0) for c in cls_ids} - {0})
-        nodes = snap.leaf_nodes[leaf]
         for s in sizes:
             multiple = [c for c in cls_ids if p.classes[c].requests.get(GPU, 0) % s == 0
                         and p.classes[c].requests.get(GPU, 0) > 0]
-            cap = sum(s * (max(0, snap.free[n].get(GPU, 0)) // s) for n in nodes)
+            cap = p.rounded_gpu[s][leaf]
             if sum(p.classes[c].requests[GPU] * p.classes[c].n for c in multiple) > cap:
                 m.add(_sum(p.classes[c].requests[GPU] * self.x[c, leaf] for c in multiple) <= cap)
                 rows += 1
             bigger = [c for c in cls_ids if p.classes[c].requests.get(GPU, 0) >= s]
-            count = sum(max(0, snap.free[n].get(GPU, 0)) // s for n in nodes)
+            count = p.count_gpu[s][leaf]
             if sum(p.classes[c].n for c in bigger) > count:
                 m.add(_sum(self.x[c, leaf] for c in bigger) <= count)
                 rows += 1
         # Per class: how many fit at all given its shape and eligible nodes.
         for c in cls_ids:
-            slots = p.slots(p.classes[c], leaf)
+            slots = p.slots(c, leaf)
             if slots < p.classes[c].n:
                 m.add(self.x[c, leaf] <= slots)
                 rows += 1
