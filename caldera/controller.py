@@ -21,16 +21,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import click
 import kopf
 from aiohttp import web
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from caldera.kube import api_client
+from modelserving.executor import Kube
 
 log = logging.getLogger("caldera.controller")
 
@@ -129,15 +129,15 @@ def has_admission_handlers() -> bool:
 
 
 # -- peering, health, metrics -----------------------------------------------------------------------
-def ensure_peering_crd(api: client.ApiClient) -> None:
-    ext = client.ApiextensionsV1Api(api)
+def ensure_peering_crd(kube: Kube) -> None:
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
     try:
-        ext.read_custom_resource_definition(PEERING_CRD["metadata"]["name"])  # type: ignore[index]
+        kube.request("get", f"{path}/{PEERING_CRD['metadata']['name']}", resource="customresourcedefinitions")
     except ApiException as exc:
         if exc.status != 404:
             raise
         try:
-            ext.create_custom_resource_definition(cast(Any, PEERING_CRD))
+            kube.request("create", path, body=PEERING_CRD, resource="customresourcedefinitions")
         except ApiException as create_exc:
             if create_exc.status != 409:
                 raise
@@ -184,16 +184,16 @@ async def serve_metrics(host: str, port: int, ready: asyncio.Event) -> web.AppRu
 
 async def run_operator(opts: Options, kubeconfig: str | None) -> None:
     from modelserving import controller as msc
-    from modelserving.executor import Kube
 
     api = api_client(kubeconfig)
-    msc.configure(msc.Settings(placement=opts.placement, resync_seconds=opts.resync_seconds), Kube(api))
+    kube = Kube(api)
+    msc.configure(msc.Settings(placement=opts.placement, resync_seconds=opts.resync_seconds), kube)
     loaded = import_handlers()
     log.info("handlers loaded", extra={"modules": loaded, "placement": opts.placement})
 
     standalone = opts.peering is None
     if not standalone:
-        await asyncio.to_thread(ensure_peering_crd, api)
+        await asyncio.to_thread(ensure_peering_crd, kube)
 
     tls: WebhookTLS | None = None
     if opts.webhooks and has_admission_handlers():

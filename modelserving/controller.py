@@ -23,7 +23,7 @@ from modelserving import labels as L
 from modelserving.api import ModelServing as ModelServingModel
 from modelserving.cache import KINDS, Cache, Key
 from modelserving.desired import PodOptions
-from modelserving.executor import Kube, execute, selector
+from modelserving.executor import MERGE_PATCH, Kube, execute, selector
 from modelserving.lws import (
     LWS_GROUP,
     LWS_PLURAL,
@@ -188,9 +188,10 @@ async def reconcile(key: Key, logger: logging.Logger | kopf.Logger) -> Plan | No
                           if o.get("kind") == "LeaderWorkerSet"), None)
             if owner is not None and {"replicas", "availableReplicas"} & set(result.status_patch):
                 kube = _kube()
-                await asyncio.to_thread(kube.call, "patch", "leaderworkersets/status",
-                                        kube.custom.patch_namespaced_custom_object_status, LWS_GROUP, LWS_VERSION,
-                                        key[0], LWS_PLURAL, owner["name"], {"status": lws_status(updated)})
+                await asyncio.to_thread(
+                    kube.request, "patch",
+                    kube.custom(LWS_GROUP, LWS_VERSION, LWS_PLURAL, key[0], owner["name"], "status"),
+                    body={"status": lws_status(updated)}, content_type=MERGE_PATCH, resource="leaderworkersets/status")
     for ev in [*result.events, *_role_events(key, ms, STATE.cache.observed(key))]:
         kopf.event(kopf.Body(cast(Any, body)), type=ev.type, reason=ev.reason, message=ev.message)
     return result
@@ -251,18 +252,15 @@ def leaderworkerset_event(**kwargs: Any) -> None:
     kube = _kube()
     if current is None:
         try:
-            current = kube.call("get", "modelservings", kube.custom.get_namespaced_custom_object, L.GROUP, L.VERSION,
-                                namespace, L.PLURAL, name)
+            current = kube.get("ModelServing", namespace, name)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            kube.call("create", "modelservings", kube.custom.create_namespaced_custom_object, L.GROUP, L.VERSION,
-                      namespace, L.PLURAL, desired)
+            kube.create("ModelServing", namespace, desired)
             return
     if spec_differs(current, desired):
-        kube.call("patch", "modelservings", kube.custom.patch_namespaced_custom_object, L.GROUP, L.VERSION,
-                  namespace, L.PLURAL, name, {"spec": desired["spec"]})
+        kube.patch("ModelServing", namespace, name, {"spec": desired["spec"]})
     status = lws_status(current)
     if any((lws.get("status") or {}).get(k) != v for k, v in status.items()):
-        kube.call("patch", "leaderworkersets/status", kube.custom.patch_namespaced_custom_object_status, LWS_GROUP,
-                  LWS_VERSION, namespace, LWS_PLURAL, name, {"status": status})
+        kube.request("patch", kube.custom(LWS_GROUP, LWS_VERSION, LWS_PLURAL, namespace, name, "status"),
+                     body={"status": status}, content_type=MERGE_PATCH, resource="leaderworkersets/status")

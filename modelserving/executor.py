@@ -31,57 +31,65 @@ def selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+# kind -> (API prefix, plural); every path is namespaced.
+RESOURCES: dict[str, tuple[str, str]] = {
+    "Pod": ("/api/v1", "pods"),
+    "Service": ("/api/v1", "services"),
+    "PodGroup": (f"/apis/{L.PODGROUP_GROUP}/{L.PODGROUP_VERSION}", L.PODGROUP_PLURAL),
+    "ControllerRevision": ("/apis/apps/v1", "controllerrevisions"),
+    "ModelServing": (f"/apis/{L.GROUP}/{L.VERSION}", L.PLURAL),
+}
+MERGE_PATCH = "application/merge-patch+json"
+
+
 @dataclass
 class Kube:
-    """The few API calls the ModelServing controller makes, as JSON in and out."""
+    """The few API calls the controllers make: plain JSON over the kubernetes client's REST layer.
+
+    No generated models: the objects go out as the pure core built them and come back as dicts.
+    """
 
     api: client.ApiClient
 
-    def __post_init__(self) -> None:
-        self.core = client.CoreV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-        self.ext = client.ApiextensionsV1Api(self.api)
-
-    @staticmethod
-    def _json(resp: Any) -> dict[str, Any]:
-        data = resp.data if hasattr(resp, "data") else resp
+    def request(self, verb: str, path: str, *, body: Any = None, query: Mapping[str, str] | None = None,
+                content_type: str = "application/json", resource: str = "") -> dict[str, Any]:
+        API_REQUESTS.labels(verb, resource or path).inc()
+        method = {"list": "GET", "get": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE",
+                  "deletecollection": "DELETE"}[verb]
+        _, url, headers, _, _ = self.api.param_serialize(
+            method=method, resource_path=path, query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json"}, body=body,
+            auth_settings=["BearerToken"])
+        resp = self.api.call_api(method, url, header_params=headers, body=body)
+        data = resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiException(status=resp.status, reason=resp.reason, body=data.decode(errors="replace") if data else None)
         return json.loads(data) if data else {}
 
-    def call(self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
-        API_REQUESTS.labels(verb, resource).inc()
-        return self._json(fn(*args, _preload_content=False, **kw))
+    @staticmethod
+    def path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+        prefix, plural = RESOURCES[kind]
+        out = f"{prefix}/namespaces/{namespace}/{plural}"
+        if name:
+            out += f"/{name}"
+        if sub:
+            out += f"/{sub}"
+        return out
 
     # -- reads -------------------------------------------------------------------------------
     def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        if kind == "Pod":
-            out = self.call("list", "pods", self.core.list_namespaced_pod, namespace, label_selector=label_selector)
-        elif kind == "Service":
-            out = self.call("list", "services", self.core.list_namespaced_service, namespace,
-                            label_selector=label_selector)
-        elif kind == "PodGroup":
-            out = self.call("list", "podgroups", self.custom.list_namespaced_custom_object, L.PODGROUP_GROUP,
-                            L.PODGROUP_VERSION, namespace, L.PODGROUP_PLURAL, label_selector=label_selector)
-        else:
-            out = self.call("list", "controllerrevisions", self.apps.list_namespaced_controller_revision, namespace,
-                            label_selector=label_selector)
+        out = self.request("list", self.path(kind, namespace), query={"labelSelector": label_selector},
+                           resource=RESOURCES[kind][1])
         return list(out.get("items") or [])
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        if kind == "Pod":
-            return self.call("get", "pods", self.core.read_namespaced_pod, name, namespace)
-        if kind == "Service":
-            return self.call("get", "services", self.core.read_namespaced_service, name, namespace)
-        if kind == "PodGroup":
-            return self.call("get", "podgroups", self.custom.get_namespaced_custom_object, L.PODGROUP_GROUP,
-                             L.PODGROUP_VERSION, namespace, L.PODGROUP_PLURAL, name)
-        return self.call("get", "controllerrevisions", self.apps.read_namespaced_controller_revision, name, namespace)
+        return self.request("get", self.path(kind, namespace, name), resource=RESOURCES[kind][1])
 
     def podgroup_support(self) -> tuple[bool, bool]:
         """(PodGroup CRD installed, its schema has spec.subGroupPolicy)."""
         try:
-            crd = self.call("get", "customresourcedefinitions", self.ext.read_custom_resource_definition,
-                            f"{L.PODGROUP_PLURAL}.{L.PODGROUP_GROUP}")
+            crd = self.request("get", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                               f"{L.PODGROUP_PLURAL}.{L.PODGROUP_GROUP}", resource="customresourcedefinitions")
         except ApiException as exc:
             if exc.status == 404:
                 return False, False
@@ -96,50 +104,33 @@ class Kube:
     # -- writes ------------------------------------------------------------------------------
     def create(self, kind: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         WRITES.labels(kind, "create").inc()
-        if kind == "Pod":
-            return self.call("create", "pods", self.core.create_namespaced_pod, namespace, body)
-        if kind == "Service":
-            return self.call("create", "services", self.core.create_namespaced_service, namespace, body)
-        if kind == "PodGroup":
-            return self.call("create", "podgroups", self.custom.create_namespaced_custom_object, L.PODGROUP_GROUP,
-                             L.PODGROUP_VERSION, namespace, L.PODGROUP_PLURAL, body)
-        return self.call("create", "controllerrevisions", self.apps.create_namespaced_controller_revision,
-                         namespace, body)
+        return self.request("create", self.path(kind, namespace), body=dict(body), resource=RESOURCES[kind][1])
 
-    def patch(self, kind: str, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        WRITES.labels(kind, "patch").inc()
-        if kind == "Service":
-            return self.call("patch", "services", self.core.patch_namespaced_service, name, namespace, body)
-        if kind == "PodGroup":
-            return self.call("patch", "podgroups", self.custom.patch_namespaced_custom_object, L.PODGROUP_GROUP,
-                             L.PODGROUP_VERSION, namespace, L.PODGROUP_PLURAL, name, body)
-        raise ValueError(f"the controller never patches {kind} objects")
+    def patch(self, kind: str, namespace: str, name: str, body: Mapping[str, Any], sub: str | None = None) -> dict[str, Any]:
+        WRITES.labels(kind, "patch" if sub is None else f"patch-{sub}").inc()
+        return self.request("patch", self.path(kind, namespace, name, sub), body=dict(body), content_type=MERGE_PATCH,
+                            resource=RESOURCES[kind][1] + (f"/{sub}" if sub else ""))
 
     def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         WRITES.labels(kind, "delete").inc()
         opts: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:
             opts["preconditions"] = {"uid": uid}
-        if kind == "Pod":
-            self.call("delete", "pods", self.core.delete_namespaced_pod, name, namespace, body=opts)
-        elif kind == "Service":
-            self.call("delete", "services", self.core.delete_namespaced_service, name, namespace, body=opts)
-        elif kind == "PodGroup":
-            self.call("delete", "podgroups", self.custom.delete_namespaced_custom_object, L.PODGROUP_GROUP,
-                      L.PODGROUP_VERSION, namespace, L.PODGROUP_PLURAL, name, body=opts)
-        else:
-            self.call("delete", "controllerrevisions", self.apps.delete_namespaced_controller_revision, name,
-                      namespace, body=opts)
+        self.request("delete", self.path(kind, namespace, name), body=opts, resource=RESOURCES[kind][1])
 
     def delete_pods(self, namespace: str, labels: Mapping[str, str]) -> None:
         WRITES.labels("Pod", "deletecollection").inc()
-        self.call("deletecollection", "pods", self.core.delete_collection_namespaced_pod, namespace,
-                  label_selector=selector(labels))
+        self.request("deletecollection", self.path("Pod", namespace), query={"labelSelector": selector(labels)},
+                     resource="pods")
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
-        WRITES.labels("ModelServing", "patch-status").inc()
-        return self.call("patch", "modelservings/status", self.custom.patch_namespaced_custom_object_status,
-                         L.GROUP, L.VERSION, namespace, L.PLURAL, name, {"status": dict(status)})
+        return self.patch("ModelServing", namespace, name, {"status": dict(status)}, sub="status")
+
+    def custom(self, group: str, version: str, plural: str, namespace: str, name: str | None = None,
+               sub: str | None = None) -> str:
+        """The path of any namespaced custom resource (e.g. LeaderWorkerSets)."""
+        out = f"/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+        return out + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
 
 
 def _phase(action: WriteAction) -> int:
