@@ -139,6 +139,13 @@ class EngineMetrics:
             self.prefix_hits = counter("cached_tokens", "Prompt tokens served from the prefix cache.")
             self.preemptions = counter("num_retractions", "Cumulative number of retracted requests.")
             self.success = counter("num_requests", "Number of finished requests.", ("finished_reason",))
+        # Like vLLM, every series exists (at zero) from the start, so scrapers see the names.
+        for metric in (self.ttft, self.itl, self.e2e, self.queue, self.prompt_tokens, self.generation_tokens,
+                       self.prefill, self.decode, self.tpot, self.prompt_len, self.gen_len, self.prefix_queries,
+                       self.prefix_hits, self.preemptions):
+            metric.labels(*self.label_values)
+        for reason in ("stop", "length", "abort"):
+            self.success.labels(*self.label_values, reason)
         self.requests_rejected = Counter("enginesim:requests_rejected", "Requests refused, by reason.",
                                          ["reason"], registry=self.registry)
         self.kv_transfer_failures = Counter("enginesim:kv_transfer_failures",

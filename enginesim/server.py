@@ -575,7 +575,8 @@ async def serve(config: SimConfig) -> None:
     """Run until SIGTERM/SIGINT, then drain in-flight requests within the grace period."""
     server = SimServer(config)
     app = server.build_app()
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # In-flight handlers get the grace period (below); whatever is left then is cancelled.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=4096)
     await site.start()
