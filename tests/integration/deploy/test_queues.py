@@ -1,0 +1,155 @@
+"""Volcano queues for multi-tenancy: a ModelServing's `scheduling.volcano.sh/queue-name`
+annotation puts its gangs in that queue, and a gang beyond the queue's capacity waits whole
+(every pod Pending, none bound) instead of starting half a model; it starts whole once the
+queue has room."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apirecorder import Component, free_port, run_component, wait_until
+from kubernetes import client
+
+from caldera.localcluster.session import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+GROUP, VERSION = "workload.serving.volcano.sh", "v1alpha1"
+
+
+def queue(name: str, gpus: int) -> dict[str, Any]:
+    capability = {"cpu": "64", "memory": "256Gi", "nvidia.com/gpu": str(gpus)}
+    return {"apiVersion": "scheduling.volcano.sh/v1beta1", "kind": "Queue", "metadata": {"name": name},
+            "spec": {"weight": 1, "reclaimable": False, "capability": capability}}
+
+
+def team_model(name: str, queue_name: str, replicas: int, gpus_per_pod: int = 4) -> dict[str, Any]:
+    container = {"name": "engine", "image": "example.com/noop:1",
+                 "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": str(gpus_per_pod)},
+                               "limits": {"nvidia.com/gpu": str(gpus_per_pod)}}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelServing",
+        "metadata": {"name": name, "annotations": {"scheduling.volcano.sh/queue-name": queue_name}},
+        "spec": {"replicas": replicas, "schedulerName": "volcano", "template": {"roles": [{
+            "name": "server", "replicas": 1, "workerReplicas": 1,
+            "entryTemplate": {"spec": {"containers": [container]}},
+            "workerTemplate": {"spec": {"containers": [container]}},
+        }]}},
+    }
+
+
+def group_pods(api: client.ApiClient, namespace: str, group: str) -> list[Any]:
+    return client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=f"modelserving.volcano.sh/group-name={group}").items
+
+
+def running(pods: list[Any]) -> int:
+    return sum(1 for p in pods if p.status.phase == "Running")
+
+
+def bound(pods: list[Any]) -> int:
+    return sum(1 for p in pods if p.spec.node_name)
+
+
+def podgroup(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "scheduling.volcano.sh", "v1beta1", namespace, "podgroups", name)
+        return obj
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def held_back_by_volcano(api: client.ApiClient, namespace: str, name: str) -> bool:
+    """Volcano has looked at the PodGroup and left it Pending with a reason."""
+    pg = podgroup(api, namespace, name)
+    if pg is None:
+        return False
+    status = pg.get("status") or {}
+    return status.get("phase") == "Pending" and bool(status.get("conditions"))
+
+
+@pytest.fixture
+def team_queue(local_cluster: LocalCluster) -> Iterator[str]:
+    name = f"team-{uuid.uuid4().hex[:6]}"
+    api = local_cluster.api_client()
+    custom = client.CustomObjectsApi(api)
+    custom.create_cluster_custom_object("scheduling.volcano.sh", "v1beta1", "queues", queue(name, 8))
+    wait_until(f"queue {name} to be Open", lambda: (custom.get_cluster_custom_object(
+        "scheduling.volcano.sh", "v1beta1", "queues", name).get("status") or {}).get("state") == "Open", 60)
+    try:
+        yield name
+    finally:
+        # Free the queue first: Volcano refuses to delete a queue that still holds PodGroups.
+        custom.delete_cluster_custom_object("scheduling.volcano.sh", "v1beta1", "queues", name)
+        api.close()
+
+
+@pytest.fixture
+def controller(local_cluster: LocalCluster, cluster_namespace: str, tmp_path: Path) -> Iterator[Component]:
+    """`caldera controller` for this namespace only (standalone, no webhooks: other tests' controllers own those)."""
+    component = run_component([
+        "controller", f"--kubeconfig={local_cluster.kubeconfig}", f"--namespace={cluster_namespace}",
+        "--peering=", "--no-webhooks", f"--metrics-port={free_port()}", f"--health-port={free_port()}"],
+        tmp_path / "controller.log")
+    try:
+        yield component
+    finally:
+        component.stop()
+
+
+def test_gang_beyond_the_queue_capacity_waits_whole_and_starts_whole_when_room_appears(
+        local_cluster: LocalCluster, cluster_namespace: str, team_queue: str, controller: Component) -> None:
+    api = local_cluster.api_client()
+    custom = client.CustomObjectsApi(api)
+    ns = cluster_namespace
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modelservings", team_model("llm", team_queue, 1))
+    wait_until("the first gang (8 GPUs) to run inside the 8-GPU queue",
+               lambda: running(group_pods(api, ns, "llm-0")) == 2, 120)
+
+    custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "modelservings", "llm", {"spec": {"replicas": 2}})
+    wait_until("the second gang's pods to exist", lambda: len(group_pods(api, ns, "llm-1")) == 2, 60)
+    wait_until("Volcano to hold the second gang back", lambda: held_back_by_volcano(api, ns, "llm-1"), 60)
+    assert bound(group_pods(api, ns, "llm-1")) == 0, controller.text()[-2000:]
+    assert running(group_pods(api, ns, "llm-0")) == 2
+
+    custom.patch_cluster_custom_object("scheduling.volcano.sh", "v1beta1", "queues", team_queue,
+                                       {"spec": {"capability": {"nvidia.com/gpu": "16"}}})
+    wait_until("the second gang to start whole once the queue has room",
+               lambda: running(group_pods(api, ns, "llm-1")) == 2, 120)
+    custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modelservings", "llm")
+    api.close()
+
+
+def test_podgroup_is_put_in_the_annotated_queue(
+        local_cluster: LocalCluster, cluster_namespace: str, team_queue: str, controller: Component) -> None:
+    api = local_cluster.api_client()
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, cluster_namespace, "modelservings", team_model("tagged", team_queue, 1))
+    wait_until("the PodGroup", lambda: podgroup(api, cluster_namespace, "tagged-0") is not None, 60)
+    pg = podgroup(api, cluster_namespace, "tagged-0")
+    assert pg is not None and pg["spec"]["queue"] == team_queue
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(GROUP, VERSION, cluster_namespace,
+                                                                 "modelservings", "tagged")
+    api.close()
+
+
+def test_gang_larger_than_the_whole_queue_never_partially_starts(
+        local_cluster: LocalCluster, cluster_namespace: str, team_queue: str, controller: Component) -> None:
+    api = local_cluster.api_client()
+    # One gang of two 8-GPU pods (16 GPUs) in an 8-GPU queue: the cluster has room, the queue does not.
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, cluster_namespace, "modelservings", team_model("big", team_queue, 1, gpus_per_pod=8))
+    wait_until("the gang's pods to exist", lambda: len(group_pods(api, cluster_namespace, "big-0")) == 2, 60)
+    wait_until("Volcano to hold the gang back", lambda: held_back_by_volcano(api, cluster_namespace, "big-0"), 60)
+    pods = group_pods(api, cluster_namespace, "big-0")
+    assert bound(pods) == 0 and running(pods) == 0
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(GROUP, VERSION, cluster_namespace,
+                                                                 "modelservings", "big")
+    api.close()

@@ -1,0 +1,153 @@
+"""Least privilege, proven on the API server: the controller and the router run under the
+chart's ServiceAccounts (TokenRequest tokens, not admin) behind a recording proxy. A request
+the chart does not grant shows up as a 403; a grant no request used shows up as unused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from apirecorder import (
+    ApiRecorder,
+    Component,
+    Grant,
+    Record,
+    Release,
+    cluster_ca,
+    declared_grants,
+    free_port,
+    request_grant,
+    requests_as_grants,
+    run_component,
+    wait_until,
+)
+from kubernetes import client
+
+from caldera.localcluster.session import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+CONTROLLER_CONDITIONS = frozenset({"controllerManagedWebhooks"})
+
+
+@dataclass
+class Run:
+    records: list[Record]
+    log: str
+    reached: dict[str, bool]
+
+
+def modelserving(name: str, replicas: int, image: str = "example.com/noop:1") -> dict[str, Any]:
+    container = {"name": "engine", "image": image, "resources": {"requests": {"cpu": "100m"}}}
+    return {
+        "apiVersion": "workload.serving.volcano.sh/v1alpha1", "kind": "ModelServing",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "schedulerName": "volcano", "template": {"roles": [{
+            "name": "server", "replicas": 1, "workerReplicas": 1,
+            "entryTemplate": {"spec": {"containers": [container]}},
+            "workerTemplate": {"spec": {"containers": [container]}},
+        }]}},
+    }
+
+
+def count_pods(api: client.ApiClient, namespace: str, name: str) -> int:
+    return len(client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=f"modelserving.volcano.sh/name={name}").items)
+
+
+@pytest.fixture(scope="module")
+def controller_run(local_cluster: LocalCluster, rbac_release: Release, work_dir: Path) -> Iterator[Run]:
+    """The controller as its ServiceAccount: create, scale up, scale down, roll out and delete a ModelServing."""
+    recorder = ApiRecorder(local_cluster.server, cluster_ca(local_cluster)).start()
+    ns = rbac_release.namespace
+    kubeconfig = rbac_release.kubeconfig("controller", f"http://127.0.0.1:{recorder.port}", work_dir)
+    metrics = free_port()
+    component: Component = run_component([
+        "controller", f"--kubeconfig={kubeconfig}", f"--namespace={ns}", f"--peering={rbac_release.name}-caldera",
+        f"--metrics-port={metrics}", f"--health-port={free_port()}", f"--webhook-port={free_port()}",
+        f"--tls-dir={work_dir / 'webhook-tls'}"], work_dir / "controller.log")
+    api = local_cluster.api_client()
+    custom = client.CustomObjectsApi(api)
+    group, version, plural = "workload.serving.volcano.sh", "v1alpha1", "modelservings"
+    reached: dict[str, bool] = {}
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{metrics}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until("the controller to be ready", lambda: component.process.poll() is None and ready(), 90)
+        reached["ready"] = True
+        custom.create_namespaced_custom_object(group, version, ns, plural, modelserving("rbac", 1))
+        wait_until("the controller to create 2 pods", lambda: count_pods(api, ns, "rbac") == 2, 90)
+        reached["created"] = True
+        custom.patch_namespaced_custom_object(group, version, ns, plural, "rbac", {"spec": {"replicas": 2}})
+        wait_until("the controller to scale to 4 pods", lambda: count_pods(api, ns, "rbac") == 4, 90)
+        custom.patch_namespaced_custom_object(group, version, ns, plural, "rbac", {"spec": {"replicas": 1}})
+        wait_until("the controller to scale back to 2 pods", lambda: count_pods(api, ns, "rbac") == 2, 90)
+        reached["scaled"] = True
+        custom.patch_namespaced_custom_object(group, version, ns, plural, "rbac", modelserving(
+            "rbac", 1, image="example.com/noop:2"))
+        wait_until("the rollout to replace the pods", lambda: {
+            c.image for p in client.CoreV1Api(api).list_namespaced_pod(
+                ns, label_selector="modelserving.volcano.sh/name=rbac").items for c in p.spec.containers
+        } == {"example.com/noop:2"}, 120)
+        reached["rolled-out"] = True
+        custom.delete_namespaced_custom_object(group, version, ns, plural, "rbac")
+        wait_until("the ModelServing to be gone", lambda: not custom.list_namespaced_custom_object(
+            group, version, ns, plural)["items"], 60)
+        reached["deleted"] = True
+    finally:
+        component.stop()
+        recorder.stop()
+        api.close()
+    yield Run(list(recorder.records), component.text(), reached)
+
+
+def forbidden(run: Run) -> list[str]:
+    return sorted({f"{r.method} {r.path}" for r in run.records if r.status == 403})
+
+
+def test_controller_as_its_service_account_reconciles_the_whole_lifecycle(controller_run: Run) -> None:
+    assert controller_run.reached == {"ready": True, "created": True, "scaled": True, "rolled-out": True,
+                                      "deleted": True}
+
+
+def test_controller_as_its_service_account_is_never_forbidden(controller_run: Run) -> None:
+    assert not forbidden(controller_run), "the chart does not grant what the controller needs"
+    assert "forbidden" not in controller_run.log.lower()
+
+
+def test_controller_uses_only_what_the_chart_grants(controller_run: Run) -> None:
+    used = requests_as_grants(controller_run.records)
+    assert used <= declared_grants("controller", CONTROLLER_CONDITIONS), used - declared_grants(
+        "controller", CONTROLLER_CONDITIONS)
+
+
+def test_controller_uses_everything_the_chart_grants(controller_run: Run) -> None:
+    unused = declared_grants("controller", CONTROLLER_CONDITIONS) - requests_as_grants(controller_run.records)
+    assert not unused, f"the chart grants what the controller never used: {sorted(unused)}"
+
+
+def test_the_recording_proxy_saw_the_controller_talk_to_the_api_server(controller_run: Run) -> None:
+    assert {g for g in requests_as_grants(controller_run.records) if g[2] == "watch"}
+
+
+@pytest.mark.parametrize(("method", "path", "query", "grant"), [
+    ("GET", "/api/v1/namespaces/a/pods", "watch=true", ("", "pods", "watch")),
+    ("GET", "/api/v1/namespaces/a/pods/p", "", ("", "pods", "get")),
+    ("PATCH", "/apis/workload.serving.volcano.sh/v1alpha1/namespaces/a/modelservings/m/status", "",
+     ("workload.serving.volcano.sh", "modelservings/status", "patch")),
+    ("GET", "/apis/topology.volcano.sh/v1alpha1/hypernodes", "", ("topology.volcano.sh", "hypernodes", "list")),
+    ("POST", "/api/v1/namespaces/a/events", "", ("", "events", "create")),
+    ("DELETE", "/api/v1/namespaces/a/services/s", "", ("", "services", "delete")),
+    ("GET", "/apis/apps/v1", "", None),
+])
+def test_requests_map_to_the_rbac_grant_they_need(method: str, path: str, query: str, grant: Grant | None) -> None:
+    assert request_grant(Record(method, path, query, 200)) == grant
