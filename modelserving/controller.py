@@ -176,7 +176,8 @@ async def reconcile(key: Key, logger: logging.Logger | kopf.Logger) -> Plan | No
         logger.warning(f"invalid ModelServing {key[0]}/{key[1]}: {exc}")
         return None
     obs = STATE.cache.observed(key)
-    result = plan(ms, obs, STATE.options(), time.time())
+    # Planning is pure and CPU-bound: keep the event loop (watch streams, probes) responsive.
+    result = await asyncio.to_thread(plan, ms, obs, STATE.options(), time.time())
     if result.notes:
         logger.info("plan: " + "; ".join(result.notes))
     await execute(_kube(), STATE.cache, key, result)
