@@ -198,7 +198,9 @@ class _Problem:
             count = sum(1 for g in self.gangs if g.priority == level)
             below += count * weight
             weight = below + 1
-        return [weight_of[g.priority] for g in self.gangs]
+        # Optional role replicas count below any gang: scale gang weights above their total.
+        optional = sum(1 for g in self.gangs for rr in g.role_replicas if not rr.required)
+        return [weight_of[g.priority] * (optional + 1) for g in self.gangs]
 
     def slots(self, ci: int, leaf: str) -> int:
         return self.class_slots[ci].get(leaf, 0)
@@ -228,6 +230,8 @@ class _Problem:
                 if not rr_nodes:
                     continue
                 gpus += sum(p.requests.get(GPU, 0) for p in rr.pods)
+                if not rr.required:
+                    placed_weight += 1
                 domain = snap.lca(rr_nodes)
                 spread += snap.tier[domain] - 1
                 if domain in snap.leaf_nodes:
@@ -259,9 +263,10 @@ def solve(snapshot: Snapshot, gangs: list[Gang], options: SolveOptions | None = 
     best_score = problem.score(greedy)
     status, objective, bound, gap = "GREEDY", 0.0, 0.0, 0.0
     stats: dict[str, object] = {"greedySeconds": round(greedy_seconds, 4), "greedyPlaced": len(greedy)}
-    all_placed = len(greedy) == len(gangs)
-    if options.use_cpsat and gangs and not (all_placed and best_score.spread == 0 and best_score.fragmentation == 0
-                                            and best_score.moved == 0):
+    # Every gang placed with every lower level at its minimum: nothing left to improve.
+    trivially_optimal = (len(greedy) == len(gangs) and best_score.spread == 0 and best_score.fragmentation == 0
+                         and best_score.moved == 0)
+    if options.use_cpsat and gangs and not trivially_optimal:
         model = _LeafModel(problem, options)
         model.build(greedy)
         stats.update(model.stats)
@@ -291,8 +296,8 @@ def solve(snapshot: Snapshot, gangs: list[Gang], options: SolveOptions | None = 
             break
         stats.update(model.stats)
         stats["cuts"] = cuts
-    elif all_placed:
-        status = "OPTIMAL"  # every gang in one leaf, no fragmentation cost: nothing to improve
+    elif trivially_optimal:
+        status = "OPTIMAL"
     results = _results(problem, best)
     plan = Plan(results=results, status=status, objective=objective, bound=bound, gap=gap,
                 solve_seconds=time.perf_counter() - started, stats=stats)
@@ -522,6 +527,7 @@ class _LeafModel:
         self.level_weight = k1
         objective = (
             k1 * _sum(p.weights[gi] * v for gi, v in enumerate(placed_vars))
+            + k1 * _sum(v for ri, v in y.items() if not p.rrs[ri].replica.required)
             + k2 * _sum(tiebreak_terms)
             - k3 * _sum(spread_terms)
             - k4 * _sum(frag_terms)
