@@ -1,6 +1,12 @@
 import pytest
 
-from topology.kube import PLANNED_NODE_ANNOTATION, hypernode_from_object, pod_request, pod_usage, topology_from_objects
+from topology.kube import (
+    PLANNED_NODE_ANNOTATION,
+    hypernode_from_object,
+    pod_request,
+    pod_usage,
+    topology_from_objects,
+)
 from topology.resources import GPU
 
 
