@@ -121,6 +121,45 @@ ROWS: list[Row] = [
     ]),
 ]
 
+ROWS += [
+    Row("Autoscaler", [
+        Panel("Desired replicas by target", {
+            "{{namespace}}/{{target}}": "max by (namespace, target) (caldera_autoscaler_desired_replicas)",
+        }, description="What the autoscaler asks for each scaled ModelServing (or role)."),
+        Panel("Scale decisions", {
+            "{{owner}} {{direction}}": f"sum by (owner, direction) (increase(caldera_autoscaler_scale_decisions_total[{RATE}]))",
+        }, description="Decisions that changed replicas; each also has an Event with its reason."),
+        Panel("Targets refused (external autoscaler present)", {
+            "{{namespace}}/{{owner}}": "max by (namespace, owner) (caldera_autoscaler_refused)",
+        }, description="1 while an HPA/KEDA scales the same target: Caldera does not fight it."),
+        Panel("Autoscaler tick time p99", {
+            "{{kind}}": f"histogram_quantile(0.99, sum by (le, kind) (rate(caldera_autoscaler_tick_seconds_bucket[{RATE}])))",
+        }, unit="s"),
+    ]),
+    Row("Controller: reconcile health", [
+        Panel("Reconciles by result", {
+            "{{result}}": f"sum by (result) (rate(caldera_modelserving_reconciles_total[{RATE}]))",
+        }, unit="ops"),
+        Panel("Reconcile errors", {
+            "{{kind}}": f"sum by (kind) (rate(caldera_modelserving_reconcile_errors_total[{RATE}]))",
+        }, unit="ops"),
+        Panel("Reconcile duration", {
+            "p50": f"histogram_quantile(0.5, sum by (le) (rate(caldera_modelserving_reconcile_duration_seconds_bucket[{RATE}])))",
+            "p99": f"histogram_quantile(0.99, sum by (le) (rate(caldera_modelserving_reconcile_duration_seconds_bucket[{RATE}])))",
+        }, unit="s"),
+        Panel("Work queue and objects", {
+            "queued": "sum(caldera_modelserving_queue_depth)",
+            "ModelServings": "sum(caldera_modelserving_objects)",
+        }),
+        Panel("Writes by kind and verb", {
+            "{{kind}} {{verb}}": f"sum by (kind, verb) (rate(caldera_modelserving_writes_total[{RATE}]))",
+        }, unit="ops", description="At steady state this is zero: the controller only writes to converge."),
+        Panel("API requests", {
+            "{{verb}} {{resource}}": f"sum by (verb, resource) (rate(caldera_controller_api_requests_total[{RATE}]))",
+        }, unit="reqps"),
+    ]),
+]
+
 TEMPLATING = [
     {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"},
     {

@@ -64,6 +64,11 @@ def _family_names(exposition: str) -> set[str]:
 @pytest.fixture(scope="session")
 def exported_metric_names() -> set[str]:
     """The metric names Caldera's components really export, read from their registries."""
+    import importlib
+    import importlib.util
+
+    from prometheus_client import REGISTRY
+
     from enginesim.clock import Clock
     from enginesim.engine import Engine
     from enginesim.latency import get_profile
@@ -72,6 +77,11 @@ def exported_metric_names() -> set[str]:
     from router.metrics import RouterMetrics
 
     names = _family_names(RouterMetrics().render().decode())
+    # The controller's modules register their metrics in the default registry on import.
+    for module in ("modelserving.metrics", "autoscaler.controller", "placement.controller"):
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+    names |= _family_names(generate_latest(REGISTRY).decode())
     for mode in ("vllm", "sglang"):
         engine = Engine(get_profile("8b-h100"), get_tokenizer("whitespace"), Clock())
         names |= _family_names(generate_latest(EngineMetrics(engine, "model", mode).registry).decode())
