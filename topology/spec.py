@@ -20,7 +20,8 @@ Explicit::
     nodes:
       - {name: node-0, gpus: 8}
 
-Node fields: `name`, `gpus`, `gpuType` (label `nvidia.com/gpu.product`), `cpu`, `memory`,
+The local cluster's files (`deploy/local/topologies/*.yaml`: `tiers[].tierName`, `node`,
+`nodePrefix`) read the same way. Node fields: `name`, `gpus`, `gpuType` (label `nvidia.com/gpu.product`), `cpu`, `memory`,
 `labels`, `resources` (any extra allocatable). Unknown top-level keys are ignored, so the
 local-cluster harness can keep its own settings in the same file.
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from topology.graph import HyperNodeSpec, MemberSelector, NodeInfo, Taint, Topology
 from topology.resources import CPU, GPU, MEMORY, PODS, parse_resources
@@ -50,7 +51,7 @@ class NodeTemplate(_Model):
     gpu_resource: str = Field(GPU, alias="gpuResource")
     cpu: str | int = "64"
     memory: str = "512Gi"
-    max_pods: int = Field(110, alias="maxPods", ge=1)
+    max_pods: int = Field(110, validation_alias=AliasChoices("maxPods", "pods", "max_pods"), ge=1)
     labels: dict[str, str] = Field(default_factory=dict)
     resources: dict[str, str | int] = Field(default_factory=dict)
     taints: list[dict[str, str]] = Field(default_factory=list)
@@ -61,7 +62,7 @@ class NodeEntry(NodeTemplate):
 
 
 class TierLevel(_Model):
-    name: str
+    name: str = Field(validation_alias=AliasChoices("name", "tierName"))
     count: int = Field(ge=1)
 
 
@@ -81,10 +82,12 @@ class HyperNodeEntry(_Model):
 
 class TopologySpec(_Model):
     name: str = "topology"
-    node_defaults: NodeTemplate = Field(default_factory=NodeTemplate, alias="nodeDefaults")
+    node_defaults: NodeTemplate = Field(default_factory=NodeTemplate,
+                                        validation_alias=AliasChoices("nodeDefaults", "node", "node_defaults"))
     tiers: list[TierLevel] = Field(default_factory=list)
     nodes_per_leaf: int | None = Field(None, alias="nodesPerLeaf", ge=1)
-    node_name_prefix: str = Field("node", alias="nodeNamePrefix")
+    node_name_prefix: str = Field("node", validation_alias=AliasChoices("nodeNamePrefix", "nodePrefix",
+                                                                        "node_name_prefix"))
     hypernodes: list[HyperNodeEntry] = Field(default_factory=list)
     nodes: list[NodeEntry] = Field(default_factory=list)
 
