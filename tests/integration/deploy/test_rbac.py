@@ -87,8 +87,18 @@ def controller_run(local_cluster: LocalCluster, rbac_release: Release, work_dir:
         custom.create_namespaced_custom_object(group, version, ns, plural, modelserving("rbac", 1))
         wait_until("the controller to create 2 pods", lambda: count_pods(api, ns, "rbac") == 2, 90)
         reached["created"] = True
-        custom.patch_namespaced_custom_object(group, version, ns, plural, "rbac", {"spec": {"replicas": 2}})
-        wait_until("the controller to scale to 4 pods", lambda: count_pods(api, ns, "rbac") == 4, 90)
+        # The autoscaler raises replicas to the binding's minimum through the scale subresource.
+        custom.create_namespaced_custom_object(group, version, ns, "autoscalingpolicies", {
+            "apiVersion": f"{group}/{version}", "kind": "AutoscalingPolicy", "metadata": {"name": "rbac"},
+            "spec": {"metrics": [{"metricName": "vllm:num_requests_waiting", "targetValue": "4"}]}})
+        custom.create_namespaced_custom_object(group, version, ns, "autoscalingpolicybindings", {
+            "apiVersion": f"{group}/{version}", "kind": "AutoscalingPolicyBinding", "metadata": {"name": "rbac"},
+            "spec": {"policyRef": {"name": "rbac"}, "homogeneousTarget": {
+                "target": {"targetRef": {"kind": "ModelServing", "name": "rbac"}},
+                "minReplicas": 2, "maxReplicas": 2}}})
+        wait_until("the autoscaler to scale to 4 pods", lambda: count_pods(api, ns, "rbac") == 4, 120)
+        reached["autoscaled"] = True
+        custom.delete_namespaced_custom_object(group, version, ns, "autoscalingpolicybindings", "rbac")
         custom.patch_namespaced_custom_object(group, version, ns, plural, "rbac", {"spec": {"replicas": 1}})
         wait_until("the controller to scale back to 2 pods", lambda: count_pods(api, ns, "rbac") == 2, 90)
         reached["scaled"] = True
@@ -115,8 +125,8 @@ def forbidden(run: Run) -> list[str]:
 
 
 def test_controller_as_its_service_account_reconciles_the_whole_lifecycle(controller_run: Run) -> None:
-    assert controller_run.reached == {"ready": True, "created": True, "scaled": True, "rolled-out": True,
-                                      "deleted": True}
+    assert controller_run.reached == {"ready": True, "created": True, "autoscaled": True, "scaled": True,
+                                      "rolled-out": True, "deleted": True}
 
 
 def test_controller_as_its_service_account_is_never_forbidden(controller_run: Run) -> None:

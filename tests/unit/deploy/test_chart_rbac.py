@@ -74,8 +74,26 @@ def test_no_role_grants_secrets_or_wildcards(render: Callable[..., Objects]) -> 
             for rule in role["rules"]:
                 fields = rule["apiGroups"] + rule["resources"] + rule["verbs"]
                 assert "*" not in fields, f"{role['metadata']['name']}: wildcard in {rule}"
-                assert "secrets" not in rule["resources"], f"{role['metadata']['name']}: grants Secrets"
+                assert "secrets" not in rule["resources"] or rule.get("resourceNames"), (
+                    f"{role['metadata']['name']}: grants Secrets beyond named ones")
                 assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+
+
+def test_named_prometheus_auth_secrets_are_readable_by_name_only(render: Callable[..., Objects]) -> None:
+    objects = render({"controller": {"prometheusAuthSecrets": [{"namespace": "team-a", "name": "prom-token"}]}})
+    rules = role_rules(objects, "Role", "caldera-controller-prometheus-auth", "team-a")
+    assert rules == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["prom-token"], "verbs": ["get"]}]
+
+
+def test_no_secret_is_readable_by_default(default_objects: Objects) -> None:
+    assert not [r for o in default_objects if o["kind"] in {"Role", "ClusterRole"} for r in o["rules"]
+                if "secrets" in r["resources"]]
+
+
+def test_leader_worker_set_grants_only_when_enabled(render: Callable[..., Objects]) -> None:
+    objects = render({"controller": {"leaderWorkerSet": {"enabled": True}}})
+    assert grants(role_rules(objects, "ClusterRole", "caldera-controller")) == declared(
+        "controller", conditions=CONTROLLER_MANAGED | {"leaderWorkerSet"})
 
 
 def test_router_only_reads(default_objects: Objects) -> None:
