@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -44,6 +45,31 @@ class RouterMetrics:
         self.pd_prefill_skipped = Counter("caldera_router_pd_prefill_skipped",
                                           "Disaggregated requests whose prefill was skipped (cached).",
                                           registry=r)
+
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """Labelled children are cached: prometheus_client's labels() costs microseconds."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def request_done(self, model: str, path: str, status: int, route: str, server: str, elapsed_s: float,
+                     ttft_s: float | None, prompt_tokens: int, completion_tokens: int) -> None:
+        self._child(self.requests, model, path, str(status), route, server).inc()
+        self._child(self.duration, model).observe(elapsed_s)
+        if ttft_s is not None:
+            self._child(self.ttft, model).observe(ttft_s)
+        if prompt_tokens:
+            self._child(self.tokens, model, "prompt").inc(prompt_tokens)
+        if completion_tokens:
+            self._child(self.tokens, model, "completion").inc(completion_tokens)
+
+    def plugins_done(self, durations_s: dict[str, float]) -> None:
+        for plugin, seconds in durations_s.items():
+            self._child(self.plugin_duration, plugin).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

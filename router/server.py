@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from router import pd
+from router.accesslog import AccessLog
 from router.config import RouterConfig, build_profile
 from router.endpoints import Endpoint
 from router.kvindex.approximate import ApproximateIndex
@@ -35,9 +36,9 @@ from router.scheduling import Decision, Profile, SchedulingContext, Signals
 from router.scrape import scrape_loop
 from router.state import PodInfo, RouterState
 from router.tokenize import load_tokenizer
+from router.upstream import UpstreamConnectionError, UpstreamPool, UpstreamResponse
 
 log = logging.getLogger("caldera.router")
-access_log = logging.getLogger("caldera.router.access")
 
 _HOP_HEADERS = {"content-type": "application/json"}
 
@@ -80,8 +81,10 @@ class Router:
         self.subscribers = SubscriberPool(index=self.signals.precise, on_batch=self._on_kv_batch,
                                           on_gap=lambda pod: self.metrics.kv_event_gaps.labels(pod).inc())
         self.recent: deque[dict[str, Any]] = deque(maxlen=64)
+        self.access_log = AccessLog() if config.access_log else None
         self.ready = False
         self.session: aiohttp.ClientSession | None = None
+        self.pool = UpstreamPool()
         self._tasks: list[asyncio.Task[Any]] = []
         self._lora_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.state.on_removed.append(self._endpoint_removed)
@@ -110,6 +113,8 @@ class Router:
         self._tasks.append(asyncio.create_task(scrape_loop(
             lambda: self.state.endpoints.values(), self.config.metrics_interval_s, self.session)))
         self._tasks.append(asyncio.create_task(self._models_loop()))
+        if self.access_log is not None:
+            self.access_log.start()
         for ep in self.state.endpoints.values():
             self._endpoint_added(ep)
 
@@ -120,6 +125,9 @@ class Router:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.subscribers.close()
+        if self.access_log is not None:
+            await self.access_log.close()
+        self.pool.close()
         if self.session is not None:
             await self.session.close()
 
@@ -223,7 +231,7 @@ class Router:
     async def handle_inference(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         raw = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items()}
+        headers = request.headers  # case-insensitive; rule header names are lower-case
         parsed = parse_request(request.path, raw, headers)
         decision = match(self.state.table, parsed.model, request.path, headers,
                          self._split_key(request, parsed), self.rng)
@@ -248,23 +256,17 @@ class Router:
         elapsed = time.perf_counter() - started
         model = decision.route.model_name or parsed.model
         m = self.metrics
-        m.requests.labels(model, request.path, str(outcome.status), decision.route.key,
-                          decision.server.key).inc()
-        m.duration.labels(model).observe(elapsed)
-        if outcome.ttft_s is not None:
-            m.ttft.labels(model).observe(outcome.ttft_s)
-        if outcome.prompt_tokens:
-            m.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
-        if outcome.completion_tokens:
-            m.tokens.labels(model, "completion").inc(outcome.completion_tokens)
-        if self.config.access_log:
-            access_log.info("request", extra={
+        m.request_done(model, request.path, outcome.status, decision.route.key, decision.server.key, elapsed,
+                       outcome.ttft_s, outcome.prompt_tokens, outcome.completion_tokens)
+        if self.access_log is not None:
+            self.access_log.write({
                 "method": request.method, "path": request.path, "status": outcome.status, "model": parsed.model,
                 "upstream_model": decision.upstream_model, "route": decision.route.key,
                 "server": decision.server.key, "pod": outcome.pod, "duration_ms": round(elapsed * 1e3, 3),
                 "ttft_ms": None if outcome.ttft_s is None else round(outcome.ttft_s * 1e3, 3),
                 "prompt_tokens": outcome.prompt_tokens, "completion_tokens": outcome.completion_tokens,
                 "cached_fraction": round(outcome.cached_fraction, 3), "stream": parsed.stream,
+                "request_id": request.headers.get("x-request-id"),
             })
 
     def _schedule(self, ctx: SchedulingContext, endpoints: list[Endpoint], server_key: str) -> Decision:
@@ -273,8 +275,7 @@ class Router:
         decision = self.profile.run(ctx, endpoints)
         if decision is None:
             raise UpstreamError(server_key, "every endpoint was filtered out", status=503)
-        for plugin, seconds in decision.durations_s.items():
-            self.metrics.plugin_duration.labels(plugin).observe(seconds)
+        self.metrics.plugins_done(decision.durations_s)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("routing decision", extra=decision.explain())
         return decision
@@ -338,27 +339,27 @@ class Router:
         return tokens, prefill
 
     async def _upstream(self, ep: Endpoint, body: bytes, request: web.Request,
-                        timeout_s: float | None) -> aiohttp.ClientResponse:
-        assert self.session is not None
+                        timeout_s: float | None) -> UpstreamResponse:
         headers = dict(_HOP_HEADERS)
         rid = request.headers.get("x-request-id")
         if rid:
             headers["x-request-id"] = rid
         try:
-            resp = await self.session.post(
-                f"{ep.url}{request.path}", data=body, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5,
-                                              sock_read=timeout_s or self.config.upstream_timeout_s))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self.metrics.upstream_errors.labels(ep.name, type(exc).__name__).inc()
+            resp = await self.pool.request(ep.address, "POST", request.path, body, headers,
+                                           head_timeout_s=timeout_s or self.config.upstream_timeout_s)
+        except (UpstreamConnectionError, TimeoutError, OSError) as exc:
+            reason = "timeout" if isinstance(exc, TimeoutError) else "connect"
+            self.metrics.upstream_errors.labels(ep.name, reason).inc()
             log.warning("upstream attempt failed", extra={"pod": ep.name, "reason": repr(exc)})
-            raise UpstreamError(ep.name, f"connection failed: {type(exc).__name__}") from None
+            raise UpstreamError(ep.name, f"{reason} failed: {exc}") from None
         if resp.status >= 500:
-            text = await resp.text()
-            resp.release()
+            try:
+                text = await resp.read()
+            except UpstreamConnectionError:
+                text = b""
             self.metrics.upstream_errors.labels(ep.name, f"http_{resp.status}").inc()
             log.warning("upstream attempt failed", extra={"pod": ep.name, "reason": f"HTTP {resp.status}"})
-            raise UpstreamError(ep.name, f"HTTP {resp.status}: {text[:200]}")
+            raise UpstreamError(ep.name, f"HTTP {resp.status}: {text[:200]!r}")
         return resp
 
     async def _proxy(self, request: web.Request, parsed: ParsedRequest, ctx: SchedulingContext, ep: Endpoint,
@@ -371,11 +372,15 @@ class Router:
         server = self.state.table.servers.get(ep.server)
         try:
             upstream = await self._upstream(ep, body, request, server.timeout_s if server else None)
-            async with upstream:
+            try:
                 ctype = upstream.headers.get("content-type", "application/json")
                 if upstream.status == 200 and ctype.startswith("text/event-stream"):
                     return await self._stream(request, upstream, ep, prefill, outcome, t0)
-                data = await upstream.read()
+                try:
+                    data = await upstream.read()
+                except UpstreamConnectionError as exc:
+                    self.metrics.upstream_errors.labels(ep.name, "body").inc()
+                    raise UpstreamError(ep.name, f"response body broken: {exc}") from None
                 ep.first_token(prefill)
                 outcome.ttft_s = time.perf_counter() - t0
                 outcome.status = upstream.status
@@ -383,6 +388,8 @@ class Router:
                     self._count_usage(data, outcome)
                 return web.Response(status=upstream.status, body=data, content_type=ctype.split(";")[0],
                                     headers=self._reply_headers(ep))
+            finally:
+                upstream.release()
         finally:
             ep.end(tokens)
 
@@ -396,7 +403,7 @@ class Router:
             outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
             outcome.prompt_tokens = int(usage.get("prompt_tokens") or outcome.prompt_tokens)
 
-    async def _stream(self, request: web.Request, upstream: aiohttp.ClientResponse, ep: Endpoint, prefill: int,
+    async def _stream(self, request: web.Request, upstream: UpstreamResponse, ep: Endpoint, prefill: int,
                       outcome: Outcome, t0: float) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers={
             "content-type": "text/event-stream", "cache-control": "no-cache", **self._reply_headers(ep)})
@@ -405,14 +412,14 @@ class Router:
         first = True
         chunks = 0
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.iter_chunks():
                 if first:
                     ep.first_token(prefill)
                     outcome.ttft_s = time.perf_counter() - t0
                     first = False
                 chunks += chunk.count(b"data: ")
                 await resp.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except UpstreamConnectionError as exc:
             self.metrics.upstream_errors.labels(ep.name, "stream_broken").inc()
             log.warning("upstream stream broke", extra={"pod": ep.name, "reason": repr(exc)})
         outcome.completion_tokens = max(0, chunks - 1)  # minus the [DONE] marker
@@ -461,10 +468,14 @@ class Router:
         t0 = time.perf_counter()
         try:
             upstream = await self._upstream(ep, body, request, rd.server.timeout_s)
-            async with upstream:
+            try:
                 data = await upstream.read()
-                if upstream.status != 200:
-                    raise UpstreamError(ep.name, f"prefill HTTP {upstream.status}: {data[:200]!r}")
+            except UpstreamConnectionError as exc:
+                raise UpstreamError(ep.name, f"prefill response broken: {exc}") from None
+            finally:
+                upstream.release()
+            if upstream.status != 200:
+                raise UpstreamError(ep.name, f"prefill HTTP {upstream.status}: {data[:200]!r}")
         finally:
             ep.first_token(prefill)
             ep.end(tokens)

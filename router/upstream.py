@@ -1,0 +1,225 @@
+"""A small keep-alive HTTP/1.1 client for engine pods, built for the proxy's hot path.
+
+Why not aiohttp's client: per request it costs more CPU than everything else the router
+does, and sends head and body in separate writes. Here a request is one write on a pooled
+connection, the response head is parsed once, and the body is handed over as it arrives
+(Content-Length, chunked or until-close), so SSE streams pass through chunk by chunk.
+A connection whose response was not read to the end is closed, never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+
+_CRLF = b"\r\n"
+
+
+class UpstreamConnectionError(ConnectionError):
+    """The pod could not be reached, or the connection broke before a full response head."""
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, pool: UpstreamPool, address: str) -> None:
+        self.pool = pool
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.event = asyncio.Event()
+        self.closed = False
+        self.exc: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self.event.set()
+
+    def eof_received(self) -> bool | None:
+        self.closed = True
+        self.event.set()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.exc = exc
+        self.event.set()
+
+    async def wait_data(self) -> None:
+        """Wait for bytes beyond those already buffered (callers check the buffer first)."""
+        self.event.clear()
+        if self.closed:
+            return
+        await self.event.wait()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamResponse:
+    def __init__(self, proto: _Protocol, status: int, headers: dict[str, str]) -> None:
+        self._proto = proto
+        self.status = status
+        self.headers = headers
+        te = headers.get("transfer-encoding", "").lower()
+        self._chunked = "chunked" in te
+        cl = headers.get("content-length")
+        self._remaining: int | None = int(cl) if cl is not None and not self._chunked else None
+        self._done = self._remaining == 0
+        self._reusable = headers.get("connection", "").lower() != "close" and (
+            self._chunked or self._remaining is not None)
+        self._released = False
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive (de-chunked)."""
+        p = self._proto
+        while not self._done:
+            if self._chunked:
+                piece = await self._next_chunk()
+                if piece is None:
+                    self._done = True
+                    break
+                yield piece
+                continue
+            if not p.buf:
+                if p.closed:
+                    if self._remaining is None:
+                        self._done = True
+                        break
+                    raise UpstreamConnectionError("connection closed mid-body")
+                await p.wait_data()
+                continue
+            if self._remaining is None:
+                data = bytes(p.buf)
+                p.buf.clear()
+            else:
+                data = bytes(p.buf[: self._remaining])
+                del p.buf[: len(data)]
+                self._remaining -= len(data)
+                self._done = self._remaining == 0
+            yield data
+        self.release()
+
+    async def _next_chunk(self) -> bytes | None:
+        p = self._proto
+        while True:
+            end = p.buf.find(_CRLF)
+            if end >= 0:
+                size_text = bytes(p.buf[:end]).split(b";", 1)[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise UpstreamConnectionError(f"bad chunk size {size_text!r}") from None
+                if size == 0:
+                    trailer_end = p.buf.find(b"\r\n\r\n", end)
+                    if trailer_end >= 0 or p.buf[end + 2: end + 4] == _CRLF:
+                        cut = end + 4 if p.buf[end + 2: end + 4] == _CRLF else trailer_end + 4
+                        del p.buf[:cut]
+                        return None
+                elif len(p.buf) >= end + 2 + size + 2:
+                    data = bytes(p.buf[end + 2: end + 2 + size])
+                    del p.buf[: end + 2 + size + 2]
+                    return data
+            if p.closed:
+                raise UpstreamConnectionError("connection closed mid-chunk")
+            await p.wait_data()
+
+    async def read(self) -> bytes:
+        parts = [piece async for piece in self.iter_chunks()]
+        return b"".join(parts)
+
+    def release(self) -> None:
+        """Return the connection to the pool if the response was read to the end."""
+        if self._released:
+            return
+        self._released = True
+        if self._done and self._reusable and not self._proto.closed and not self._proto.buf:
+            self._proto.pool.put(self._proto)
+        else:
+            self._proto.close()
+
+
+class UpstreamPool:
+    def __init__(self, max_idle_per_host: int = 1024, connect_timeout_s: float = 5.0) -> None:
+        self.max_idle = max_idle_per_host
+        self.connect_timeout_s = connect_timeout_s
+        self._idle: dict[str, deque[_Protocol]] = {}
+
+    def put(self, proto: _Protocol) -> None:
+        q = self._idle.setdefault(proto.address, deque())
+        if len(q) >= self.max_idle:
+            proto.close()
+        else:
+            q.append(proto)
+
+    async def _connect(self, address: str) -> _Protocol:
+        host, _, port = address.rpartition(":")
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: _Protocol(self, address), host, int(port)), self.connect_timeout_s)
+        except (OSError, TimeoutError) as exc:
+            raise UpstreamConnectionError(f"connect to {address} failed: {exc!r}") from None
+        return proto
+
+    async def request(self, address: str, method: str, path: str, body: bytes,
+                      headers: dict[str, str] | None = None, head_timeout_s: float | None = None
+                      ) -> UpstreamResponse:
+        """Send one request; returns once the response head has arrived."""
+        head = [f"{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {len(body)}\r\n"]
+        for k, v in (headers or {}).items():
+            head.append(f"{k}: {v}\r\n")
+        head.append("\r\n")
+        payload = "".join(head).encode("latin-1") + body
+        q = self._idle.get(address)
+        for attempt in range(2):
+            reused = bool(q)
+            proto = q.pop() if q else await self._connect(address)
+            if proto.closed or proto.transport is None:
+                continue
+            proto.transport.write(payload)
+            try:
+                return await asyncio.wait_for(self._read_head(proto), head_timeout_s)
+            except UpstreamConnectionError:
+                proto.close()
+                # A pooled connection the server had already closed: retry once on a fresh one.
+                if not reused or attempt == 1:
+                    raise
+            except BaseException:
+                proto.close()
+                raise
+        raise UpstreamConnectionError(f"no usable connection to {address}")
+
+    async def _read_head(self, proto: _Protocol) -> UpstreamResponse:
+        while True:
+            end = proto.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if proto.closed:
+                raise UpstreamConnectionError(f"connection closed before the response head: {proto.exc!r}")
+            await proto.wait_data()
+        lines = bytes(proto.buf[:end]).decode("latin-1").split("\r\n")
+        del proto.buf[: end + 4]
+        try:
+            status = int(lines[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            raise UpstreamConnectionError(f"bad status line {lines[0]!r}") from None
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if 100 <= status < 200:
+            return await self._read_head(proto)
+        return UpstreamResponse(proto, status, headers)
+
+    def close(self) -> None:
+        for q in self._idle.values():
+            for proto in q:
+                with contextlib.suppress(Exception):
+                    proto.close()
+        self._idle.clear()
