@@ -292,10 +292,9 @@ def router_table(ports: Ports) -> Table:
     except (httpx.HTTPError, ValueError) as exc:
         table.add_row(f"router unreachable: {exc}", *[""] * 7)
         return table
-    recent = state.get("recentDecisions") or []
     totals: dict[str, Any] = {}
-    if recent:
-        totals = (recent[-1].get("decision") or recent[-1]).get("totals") or {}
+    for decision in state.get("recentDecisions") or []:  # oldest first: later decisions win
+        totals.update(decision.get("totals") or {})
     for ep in state.get("endpoints", []):
         metrics = ep.get("metrics", {})
         score = totals.get(ep["name"])
