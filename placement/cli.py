@@ -98,7 +98,8 @@ def topology_from_cluster(kubeconfig: str | None) -> Topology:
     nodes = api.sanitize_for_serialization(core.list_node().items)
     pods = api.sanitize_for_serialization(core.list_pod_for_all_namespaces().items)
     try:
-        hypernodes = custom.list_cluster_custom_object("topology.volcano.sh", "v1alpha1", "hypernodes")["items"]
+        listed: Any = custom.list_cluster_custom_object("topology.volcano.sh", "v1alpha1", "hypernodes")
+        hypernodes = listed["items"]
     except client.ApiException as exc:
         if exc.status != 404:
             raise
@@ -142,11 +143,11 @@ def render(plan: Plan, snapshot: Snapshot, gangs: list[Gang], out: Any) -> None:
     domains = Table(title="Free capacity per domain after the plan")
     for column in ("domain", "tier", "free GPUs", "free CPU", "free memory"):
         domains.add_column(column)
-    for domain in sorted(snapshot.domains, key=lambda d: (-snapshot.tier[d], d)):
-        if domain == ROOT and len(snapshot.domains) > 1:
+    for name in sorted(snapshot.domains, key=lambda d: (-snapshot.tier[d], d)):
+        if name == ROOT and len(snapshot.domains) > 1:
             continue
-        f = free[domain]
-        domains.add_row(domain, str(snapshot.tier[domain]), str(f.get(GPU, 0)), f"{f.get(CPU, 0) / 1000:g}",
+        f = free[name]
+        domains.add_row(name, str(snapshot.tier[name]), str(f.get(GPU, 0)), f"{f.get(CPU, 0) / 1000:g}",
                         f"{f.get(MEMORY, 0) / 2**30:.0f}Gi")
     console.print(domains)
     console.print(f"status {plan.status}, gap {plan.gap:.4f}, solved in {plan.solve_seconds * 1000:.0f} ms, "

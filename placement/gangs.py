@@ -112,7 +112,7 @@ def gang_from_objects(podgroup: Mapping[str, Any] | None, pods: Sequence[Mapping
         groups.setdefault((task, ("",)), []).append(pod)
     replicas: list[RoleReplica] = []
     per_role_index: dict[str, int] = {}
-    for (role, values), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _natural(kv[0][1]))):
+    for (role, _values), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _natural(kv[0][1]))):
         index = per_role_index.get(role, 0)
         per_role_index[role] = index + 1
         required = role not in min_subgroups or min_subgroups[role] == 0 or index < min_subgroups[role]

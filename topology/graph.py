@@ -226,11 +226,13 @@ class Topology:
     # ----------------------------------------------------------------- pods
     def add_pod(self, key: str, node: str, request: Mapping[str, int]) -> None:
         """Count a pod bound or nominated to `node`; re-adding the same key moves it."""
+        req = dict(request)
+        if self._pods.get(key) == (node, req):
+            return  # an update that changes nothing placement cares about
         if key in self._pods:
             self.remove_pod(key)
         if node not in self.nodes:
             return
-        req = dict(request)
         self._pods[key] = (node, req)
         self._node_used[node] = add(self._node_used.get(node, {}), req)
         for domain in self.ancestors(node):
