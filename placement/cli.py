@@ -191,7 +191,8 @@ def placement_command() -> None:
 @click.option("--port", type=int, default=8889, show_default=True)
 @click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False), envvar="KUBECONFIG",
               help="Cluster whose HyperNodes define the topology (nodes and pods come from Volcano's calls).")
-@click.option("--time-limit", type=float, default=2.0, show_default=True)
+@click.option("--time-limit", type=float, default=0.5, show_default=True,
+              help="Solver time limit per session; keep it under Volcano's extender.httpTimeout (1s).")
 def extender_command(host: str, port: int, kubeconfig: str | None, time_limit: float) -> None:
     """Serve the Volcano extender verbs (jobEnqueueable, predicate, prioritize, ...) over HTTP."""
     from placement.extender import ExtenderSettings, run_extender
