@@ -61,10 +61,7 @@ def task_key(task: Mapping[str, Any]) -> str:
 def node_from_volcano(info: Mapping[str, Any]) -> tuple[NodeInfo, Resources]:
     """A NodeInfo payload as (node, idle capacity)."""
     node_obj = info.get("Node") or {}
-    if node_obj:
-        node = node_from_object(node_obj)
-    else:
-        node = NodeInfo(name=str(info.get("Name")), allocatable={})
+    node = node_from_object(node_obj) if node_obj else NodeInfo(name=str(info.get("Name")), allocatable={})
     allocatable = resources_from_volcano(info.get("Allocatable"))
     if allocatable:
         node = NodeInfo(name=node.name, allocatable={**node.allocatable, **allocatable}, labels=node.labels,
