@@ -124,8 +124,8 @@ class ExtenderCore:
             for gang in gangs:
                 result = self.plan.results[gang.name]
                 namespace = gang.name.split("/", 1)[0]
-                for pod, node in result.assignments.items():
-                    self.planned[f"{namespace}/{pod}"] = node
+                for pod, target in result.assignments.items():
+                    self.planned[f"{namespace}/{pod}"] = target
                 if not result.placed and result.reason is not None:
                     self.reasons[gang.name] = result.reason
         log.info("session planned", extra={"jobs": len(gangs), "placed": len(self.plan.placed) if self.plan else 0,
