@@ -147,9 +147,7 @@ def scenario_a(quick: bool) -> dict[str, Any]:
         gangs = stream(rng, free)
         row: dict[str, Any] = {"freeGpus": free, "streamGangs": len(gangs),
                                "streamGpus": sum(g.gpus for g in gangs)}
-        for label, config in (("volcanoDefault", VolcanoConfig()),
-                              ("volcanoBinpackGpu", VolcanoConfig(node_order="binpack-gpu",
-                                                                  hypernode_binpack=((CPU, 1), (MEMORY, 1), (GPU, 2))))):
+        for label, config in (("volcanoDefault", VolcanoConfig()), ("volcanoBinpackGpu", VolcanoConfig.local_cluster())):
             t0 = time.perf_counter()
             result = volcano_allocate(snap, gangs, config)
             row[label] = {**metrics(snap, gangs, result), "seconds": round(time.perf_counter() - t0, 3)}

@@ -20,6 +20,7 @@ within the time limit. Every plan carries its status, objective, bound and gap.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -677,12 +678,26 @@ class _LeafModel:
 def relaxation_bound(snapshot: Snapshot, gangs: list[Gang], time_limit_s: float = 30.0) -> dict[str, Any]:
     """Upper bounds on the GPUs and on the gangs any plan can place.
 
-    The leaf-aggregated model relaxes node packing (its leaf capacity rows are necessary
-    conditions), so the CP-SAT bound of each single objective over it bounds every real plan.
+    Two relaxations, the tighter one wins: (1) capacity only: no plan places more GPUs than the
+    nodes hold in multiples of the GCD of the pod sizes, nor more gangs than the smallest gangs
+    that fit in that; (2) the leaf-aggregated model, which relaxes node packing (its leaf
+    capacity rows are necessary conditions): CP-SAT's proven bound for each single objective.
     """
+    sizes = [p.requests.get(GPU, 0) for g in gangs for p in g.pods if p.requests.get(GPU, 0) > 0]
+    unit = math.gcd(*sizes) if sizes else 1
+    capacity = sum(unit * (max(0, f.get(GPU, 0)) // unit) for f in snapshot.free.values())
+    demand = sum(g.gpus for g in gangs)
+    gang_count = 0
+    used = 0
+    for size in sorted(g.required_demand.get(GPU, 0) for g in gangs):
+        if used + size > capacity:
+            break
+        used += size
+        gang_count += 1
+    out: dict[str, Any] = {"gpus": min(capacity, demand), "gangs": gang_count,
+                           "capacityBound": {"gpus": min(capacity, demand), "gangs": gang_count}}
     problem = _Problem(snapshot, gangs)
     hint = greedy_assign(snapshot, gangs)
-    out: dict[str, Any] = {}
     for mode in ("gpus", "gangs"):
         model = _LeafModel(problem, SolveOptions(time_limit_s=time_limit_s / 2))
         model.build(hint, objective_mode=mode)
@@ -690,9 +705,9 @@ def relaxation_bound(snapshot: Snapshot, gangs: list[Gang], time_limit_s: float 
         solver.parameters.max_time_in_seconds = time_limit_s / 2
         solver.parameters.num_workers = 2
         status = solver.solve(model.model)
-        bound = solver.best_objective_bound if status != cp_model.INFEASIBLE else 0.0
-        out[mode] = int(bound + 1e-6)
         out[f"{mode}Status"] = solver.status_name(status)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) and math.isfinite(solver.best_objective_bound):
+            out[mode] = min(out[mode], int(solver.best_objective_bound + 1e-6))
     return out
 
 

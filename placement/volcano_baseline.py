@@ -12,10 +12,10 @@ plugin (v1.14+, with sub-group policies), one job at a time in queue order:
    allocatable; 0 on overflow). A HyperNode is feasible when the job becomes ready (every
    required sub-job allocated). The first gradient with a feasible HyperNode wins; among its
    HyperNodes the one with the highest summed sub-job score is committed.
-3. Inside a HyperNode each task takes the best node by the node-order plugins: with
-   `node_order="default"` the Volcano chart's default (nodeorder: leastrequested + balanced
-   resource; binpack on cpu and memory), with `"binpack-gpu"` binpack that also weighs
-   `nvidia.com/gpu` (a common tuned configuration). The network-topology-aware node score
+3. Inside a HyperNode each task takes the best node by the node-order plugins: nodeorder
+   (leastrequested + balancedresource) plus binpack, with the Volcano chart's arguments by
+   default (binpack on cpu and memory only) or the local cluster's (`VolcanoConfig.local_cluster`,
+   binpack weight 10 with `nvidia.com/gpu` weight 10). The network-topology-aware node score
    favours nodes close to the tasks already placed. Ties are broken at random with a fixed seed,
    as Volcano's SelectBestNode picks randomly among the best.
 
@@ -37,9 +37,20 @@ from topology.resources import CPU, GPU, MEMORY, Resources, fits, total
 
 @dataclass(frozen=True)
 class VolcanoConfig:
-    node_order: str = "default"  # "default" | "binpack-gpu"
+    """Plugin arguments. The defaults are the Volcano chart's; `local_cluster()` is Caldera's local cluster."""
+
+    # binpack plugin: binpack.weight and per-resource weights (the chart's default has no GPU).
+    binpack_weight: int = 1
+    binpack_resources: tuple[tuple[str, int], ...] = ((CPU, 1), (MEMORY, 1))
+    # network-topology-aware: hypernode.binpack.* weights.
     hypernode_binpack: tuple[tuple[str, int], ...] = ((CPU, 1), (MEMORY, 1))
     seed: int = 0
+
+    @classmethod
+    def local_cluster(cls) -> VolcanoConfig:
+        """deploy/local/volcano-scheduler.yaml: binpack weight 10 with GPU weight 10, GPU-weighted HyperNode binpack."""
+        return cls(binpack_weight=10, binpack_resources=((CPU, 1), (MEMORY, 1), (GPU, 10)),
+                   hypernode_binpack=((CPU, 1), (MEMORY, 1), (GPU, 10)))
 
 
 class _Allocator:
@@ -64,15 +75,12 @@ class _Allocator:
             if cap > 0:
                 fractions[res] = (cap - free.get(res, 0) + request.get(res, 0)) / cap
         cpu, mem = fractions.get(CPU, 0.0), fractions.get(MEMORY, 0.0)
-        score = 0.0
-        if self.config.node_order == "default":
-            score += ((1 - cpu) + (1 - mem)) / 2 * 100  # leastrequested
-            score += (1 - abs(cpu - mem) / 2) * 100  # balancedresource
-            score += (cpu + mem) / 2 * 100  # binpack (cpu, memory)
-        else:
-            weights = {CPU: 1, MEMORY: 1, GPU: 5}
-            used = sum(weights[r] * fractions.get(r, 0.0) for r in weights)
-            score += used / sum(weights.values()) * 100
+        score = ((1 - cpu) + (1 - mem)) / 2 * 100  # nodeorder: leastrequested
+        score += (1 - abs(cpu - mem) / 2) * 100  # nodeorder: balancedresource
+        weights = [(r, w) for r, w in self.config.binpack_resources if alloc.get(r, 0) > 0 and w > 0]
+        if weights:  # binpack
+            used = sum(w * fractions.get(r, 0.0) for r, w in weights)
+            score += self.config.binpack_weight * used / sum(w for _, w in weights) * 100
         if job_domain is not None and self.snap.max_tier > self.min_tier:
             lca_tier = self.snap.tier[self.snap.lca_of_domains(self.snap.leaf_of[node], job_domain)]
             score += (self.snap.max_tier - lca_tier) / (self.snap.max_tier - self.min_tier) * 100

@@ -40,6 +40,6 @@ def test_a_job_beyond_its_tier_limit_stays_pending() -> None:
 
 
 def test_binpack_gpu_node_order_fills_the_partly_used_node() -> None:
-    config = VolcanoConfig(node_order="binpack-gpu")
+    config = VolcanoConfig.local_cluster()
     placed = volcano_allocate(snapshot({"n0": 4}), [job("j", 1, 4, 1)], config)
     assert placed["j"]["j-0"] == "n0"
