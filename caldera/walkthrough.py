@@ -33,6 +33,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from caldera.localcluster import build, processes
+from caldera.localcluster.prometheus import PrometheusError
 from caldera.localcluster.cluster import DEFAULT_DIR, Cluster, ClusterError
 from caldera.localcluster.processes import ProcessSpec
 from caldera.localcluster.resources import Client
@@ -360,7 +361,7 @@ def stop_everything(directory: Path) -> None:
 def _explained_failures() -> Iterator[None]:
     try:
         yield
-    except (WalkthroughError, ClusterError, build.BuildError) as exc:
+    except (WalkthroughError, ClusterError, build.BuildError, PrometheusError, ValueError) as exc:
         console.print(f"[bold red]failed:[/] {exc}")
         console.print("Everything started so far is still running for inspection; `make down` stops it.")
         raise SystemExit(1) from None
