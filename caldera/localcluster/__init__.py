@@ -27,7 +27,8 @@ The pytest session fixture `local_cluster` (tests/conftest.py) is a
 Also `cluster_namespace` (function scope): a fresh namespace, deleted afterwards.
 Tests marked `@pytest.mark.cluster` get the cluster automatically.
 
-Pods: use `schedulerName: volcano` (the only scheduler). Pod IPs come from the node's
+Pods: vc-scheduler serves both `schedulerName: volcano` and `default-scheduler` (there is
+no kube-scheduler). Pod IPs come from the node's
 `127.1.<node index>.0/24`; images starting `caldera/enginesim` run
 `<python> -m enginesim <args> --host <podIP> --port <containerPort>`, images starting
 `caldera/process` run their command/args (see `runner`). Caldera's CRDs in `crds/*.yaml`

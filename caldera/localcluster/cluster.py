@@ -35,6 +35,8 @@ DEFAULT_DIR = Path(os.environ.get("CALDERA_CLUSTER_DIR", Path.home() / ".cache" 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 POD_CIDR = str(topology.POD_NETWORK)
+# There is no kube-scheduler: Volcano also takes pods that name no scheduler.
+SCHEDULER_NAMES = ("--scheduler-name=volcano", "--scheduler-name=default-scheduler")
 # Start order; `down` stops in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "vc-controller-manager", "vc-scheduler",
               "kwok", "runner", "prometheus")
@@ -223,10 +225,10 @@ class Cluster:
                 str(build.binary("vc-controller-manager")), f"--kubeconfig={kc}", "--leader-elect=false",
                 "--enable-healthz=true", f"--healthz-address=127.0.0.1:{pt.vc_controller_healthz}",
                 "--enable-metrics=true", f"--listen-address=127.0.0.1:{pt.vc_controller_metrics}",
-                "--scheduler-name=volcano", "--logtostderr=true", "--v=2"]),
+                *SCHEDULER_NAMES, "--logtostderr=true", "--v=2"]),
             "vc-scheduler": ProcessSpec("vc-scheduler", [
                 str(build.binary("vc-scheduler")), f"--kubeconfig={kc}", "--leader-elect=false",
-                f"--scheduler-conf={DEPLOY_DIR / 'volcano-scheduler.yaml'}", "--scheduler-name=volcano",
+                f"--scheduler-conf={DEPLOY_DIR / 'volcano-scheduler.yaml'}", *SCHEDULER_NAMES,
                 "--enable-healthz=true", f"--healthz-address=127.0.0.1:{pt.vc_scheduler_healthz}",
                 "--enable-metrics=true", f"--listen-address=127.0.0.1:{pt.vc_scheduler_metrics}",
                 "--cache-dumper=false", "--schedule-period=500ms", "--logtostderr=true", "--v=3"]),
@@ -267,7 +269,8 @@ class Cluster:
         p = pki.ensure(self.dir / "pki", SERVICE_IP)
         kubeconfig.write(self.layout.kubeconfig, p, self.server)
         (self.layout.config / "prometheus.yaml").write_text(
-            prometheus.render(self.layout.kubeconfig, f"127.0.0.1:{self.ports.vc_scheduler_metrics}"))
+            prometheus.render(self.layout.run / "scrape-targets.json",
+                              f"127.0.0.1:{self.ports.vc_scheduler_metrics}"))
         specs = self._specs()
         for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
             self._start(name, specs[name], progress)

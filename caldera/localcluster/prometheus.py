@@ -1,6 +1,7 @@
 """Our own Prometheus instance (Debian's `prometheus` package) for the local cluster.
 
-The Debian service is never used: the package is installed with service start-up blocked
+Debian's build has no Kubernetes service discovery; pod targets come from a file the process
+runner writes (see `scrape`). The Debian service is never used: the package is installed with service start-up blocked
 and the cluster runs its own instance on a loopback port with the config rendered here.
 """
 
@@ -20,9 +21,9 @@ class PrometheusError(RuntimeError):
     pass
 
 
-def render(kubeconfig: Path, vc_scheduler_metrics: str, scrape_interval: str = "5s") -> str:
+def render(targets_file: Path, vc_scheduler_metrics: str, scrape_interval: str = "5s") -> str:
     return Template(TEMPLATE.read_text()).substitute(
-        kubeconfig=str(kubeconfig), vc_scheduler_metrics=vc_scheduler_metrics, scrape_interval=scrape_interval)
+        targets_file=str(targets_file), vc_scheduler_metrics=vc_scheduler_metrics, scrape_interval=scrape_interval)
 
 
 def binary() -> str:

@@ -85,7 +85,7 @@ class Client:
 
     def create_nodes(self, nodes: list[dict[str, Any]]) -> int:
         """Create the nodes that do not exist yet (status included, which apply would drop)."""
-        existing = {n["metadata"]["name"] for n in self._list("/api/v1/nodes")}
+        existing = {n["metadata"]["name"] for n in self._nodes()}
         created = 0
         for node in nodes:
             if node["metadata"]["name"] in existing:
@@ -99,13 +99,13 @@ class Client:
         return created
 
     def ready_nodes(self) -> int:
-        return sum(1 for n in self._list("/api/v1/nodes")
+        return sum(1 for n in self._nodes()
                    if any(c.get("type") == "Ready" and c.get("status") == "True"
                           for c in (n.get("status") or {}).get("conditions") or []))
 
-    def _list(self, path: str) -> list[dict[str, Any]]:
-        response = self.api.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False)
-        return list(json.loads(response[0].data).get("items") or [])
+    def _nodes(self) -> list[dict[str, Any]]:
+        response = self.core.list_node(_preload_content=False)
+        return list(json.loads(response.data).get("items") or [])  # type: ignore[attr-defined]
 
     def queue_state(self, name: str) -> str | None:
         try:

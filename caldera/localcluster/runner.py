@@ -11,7 +11,8 @@ The process gets the container's env (literal values and `fieldRef`s to the pod'
 namespace, IP and node), plus `POD_IP`, `POD_NAME` and `POD_NAMESPACE`, and `PATH` starting
 with this Python's bin directory so `python` is the same interpreter. It starts once the
 pod is Running with an IP and no deletion timestamp, and is stopped (SIGTERM, then SIGKILL)
-when the pod stops qualifying or goes away. Its output goes to
+when the pod stops qualifying or goes away. It also writes the Prometheus targets of
+annotated pods (see `scrape`). Its output goes to
 `<cluster dir>/logs/pods/<namespace>_<pod>_<container>.log` and its pid to
 `<cluster dir>/run/pods/<pod uid>_<container>.pid` while it runs.
 
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from caldera.localcluster import scrape
 
 ENGINE_IMAGE = "caldera/enginesim"
 PROCESS_IMAGE = "caldera/process"
@@ -162,6 +165,9 @@ class Runner:
         self.log_dir = directory / "logs" / "pods"
         self.procs: dict[str, tuple[Launch, subprocess.Popen[bytes]]] = {}
         self.wanted: dict[str, list[Launch]] = {}  # pod uid -> launches
+        self.targets: dict[str, dict[str, Any]] = {}  # pod uid -> Prometheus target group
+        self.targets_file = directory / "run" / "scrape-targets.json"
+        self._written: list[dict[str, Any]] | None = None
 
     def observe(self, pod: dict[str, Any], deleted: bool = False) -> None:
         uid = str((pod.get("metadata") or {}).get("uid"))
@@ -170,13 +176,23 @@ class Runner:
             self.wanted[uid] = launches
         else:
             self.wanted.pop(uid, None)
+        group = None if deleted else scrape.target_group(pod)
+        if group:
+            self.targets[uid] = group
+        else:
+            self.targets.pop(uid, None)
 
     def resync(self, pods: list[dict[str, Any]]) -> None:
         self.wanted.clear()
+        self.targets.clear()
         for pod in pods:
             self.observe(pod)
 
     def reconcile(self) -> None:
+        groups = [self.targets[uid] for uid in sorted(self.targets)]
+        if groups != self._written:
+            scrape.write_targets(self.targets_file, groups)
+            self._written = groups
         desired = {launch.key: launch for launches in self.wanted.values() for launch in launches}
         for key in list(self.procs):
             launch, proc = self.procs[key]

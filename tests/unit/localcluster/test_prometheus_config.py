@@ -7,19 +7,13 @@ import yaml
 from caldera.localcluster import prometheus
 
 
-def test_pod_discovery_uses_the_cluster_kubeconfig() -> None:
-    config = yaml.safe_load(prometheus.render(Path("/c/kubeconfig"), "127.0.0.1:1"))
-    [sd] = config["scrape_configs"][0]["kubernetes_sd_configs"]
-    assert sd == {"role": "pod", "kubeconfig_file": "/c/kubeconfig"}
+def test_pod_targets_come_from_the_runner_file() -> None:
+    config = yaml.safe_load(prometheus.render(Path("/c/run/scrape-targets.json"), "127.0.0.1:1"))
+    [sd] = config["scrape_configs"][0]["file_sd_configs"]
+    assert sd["files"] == ["/c/run/scrape-targets.json"]
 
 
-def test_address_is_pod_ip_and_annotated_port() -> None:
-    config = yaml.safe_load(prometheus.render(Path("/k"), "127.0.0.1:1"))
-    rule = next(r for r in config["scrape_configs"][0]["relabel_configs"] if r.get("target_label") == "__address__")
-    assert rule["replacement"] == "${1}:${2}"
-
-
-def test_only_annotated_pods_are_kept() -> None:
-    config = yaml.safe_load(prometheus.render(Path("/k"), "127.0.0.1:1"))
-    first = config["scrape_configs"][0]["relabel_configs"][0]
-    assert (first["action"], first["regex"]) == ("keep", "true")
+def test_volcano_scheduler_metrics_are_scraped() -> None:
+    config = yaml.safe_load(prometheus.render(Path("/t"), "127.0.0.1:4242"))
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "volcano-scheduler")
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:4242"]}]
