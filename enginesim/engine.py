@@ -3,8 +3,9 @@
 Each request is one coroutine driven by :meth:`Engine.generate`. The scheduler admits
 waiting requests FIFO while fewer than ``max_num_seqs`` run, the LoRA batch limit
 allows it and the KV cache has room (head-of-line blocking on KV, as in vLLM). An
-admitted request pays its prefill (or KV transfer) on the virtual clock, then emits one
-token per inter-token interval, both scaled by the current batch's load factor. A
+admitted request pays its prefill (or KV transfer) on the virtual clock, then joins the
+decode batch: a step clock releases one token to every decoding sequence per inter-token
+interval; both prefill and step time scale with the current batch's load factor. A
 decode that cannot get a new block is preempted (its blocks are freed, it re-queues at
 the front and recomputes only what was evicted). The waiting queue is bounded: beyond
 ``max_waiting_queue_length`` requests are refused with :class:`QueueFull` (HTTP 429).
@@ -128,6 +129,7 @@ class HeldBlocks:
 
 
 class Engine:
+    WAKE_SLICE = 32  # sequences woken per event-loop turn within one decode step
     def __init__(
         self,
         profile: Profile,
@@ -159,6 +161,8 @@ class Engine:
         self._ids = itertools.count()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._step_waiters: list[asyncio.Future[None]] = []
+        self._step_task: asyncio.Task[None] | None = None
 
     # -- state -----------------------------------------------------------
     @property
@@ -225,7 +229,7 @@ class Engine:
             assert req._admitted is not None
             await req._admitted
             await self._prefill(req)
-            deadline = last = self.clock.now()
+            last = self.clock.now()
             while True:
                 token = stream.next_token()
                 now = self.clock.now()
@@ -240,13 +244,38 @@ class Engine:
                 if finish is not None:
                     break
                 await self._grow(req)
-                deadline = max(deadline, self.clock.now() - latency.inter_token_time(self.profile, 1))
-                deadline += latency.inter_token_time(self.profile, len(self.running))
-                await self.clock.sleep_until(deadline)
+                await self._next_step()
             req.finished_at = self.clock.now()
             self.observer.on_finished(req)
         finally:
             self.abort(req)
+
+    async def _next_step(self) -> None:
+        """Wait for the next decode step of the batch (one token per running sequence)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._step_waiters.append(fut)
+        if self._step_task is None or self._step_task.done():
+            self._step_task = asyncio.get_running_loop().create_task(self._step_loop())
+        await fut
+
+    async def _step_loop(self) -> None:
+        """The decode clock: every inter-token interval, release one token to each waiting sequence.
+
+        Sequences are released in slices with a loop turn between them, so hundreds of
+        streams sharing a step never hold the event loop for long.
+        """
+        deadline = self.clock.now()
+        while self._step_waiters:
+            itl = latency.inter_token_time(self.profile, len(self.running))
+            # After a stall, restart the schedule instead of bursting to catch up.
+            deadline = max(deadline, self.clock.now() - itl) + itl
+            await self.clock.sleep_until(deadline)
+            waiters, self._step_waiters = self._step_waiters, []
+            for i, fut in enumerate(waiters, 1):
+                if not fut.done():
+                    fut.set_result(None)
+                if i % self.WAKE_SLICE == 0:
+                    await asyncio.sleep(0)
 
     def _append(self, req: EngineRequest, token: int) -> str | None:
         req.output_ids.append(token)
@@ -303,11 +332,12 @@ class Engine:
     async def _prefill(self, req: EngineRequest) -> None:
         tokens = len(req.prompt_ids) + len(req.output_ids)
         uncached = tokens - req.num_cached_tokens
+        start = req.admitted_at if req.admitted_at is not None else self.clock.now()
         if req.remote_prefill and req.preemptions == 0:
             req.num_transferred_tokens = uncached
-            await self.clock.sleep(latency.transfer_time(self.profile, uncached))
+            await self.clock.sleep_until(start + latency.transfer_time(self.profile, uncached))
         else:
-            await self.clock.sleep(latency.prefill_time(self.profile, uncached, len(self.running)))
+            await self.clock.sleep_until(start + latency.prefill_time(self.profile, uncached, len(self.running)))
         self._commit_full_blocks(req)
 
     async def _grow(self, req: EngineRequest) -> None:

@@ -144,6 +144,9 @@ class EngineMetrics:
                        self.prefill, self.decode, self.tpot, self.prompt_len, self.gen_len, self.prefix_queries,
                        self.prefix_hits, self.preemptions):
             metric.labels(*self.label_values)
+        # Per-token hooks use the bound children directly (labels() costs a dict lookup and a lock).
+        self._ttft_child = self.ttft.labels(*self.label_values)
+        self._itl_child = self.itl.labels(*self.label_values)
         for reason in ("stop", "length", "abort"):
             self.success.labels(*self.label_values, reason)
         self.requests_rejected = Counter("enginesim:requests_rejected", "Requests refused, by reason.",
@@ -179,10 +182,10 @@ class EngineMetrics:
 
     def on_first_token(self, req: EngineRequest) -> None:
         assert req.first_token_at is not None
-        self.ttft.labels(*self.label_values).observe(req.first_token_at - req.arrival)
+        self._ttft_child.observe(req.first_token_at - req.arrival)
 
     def on_token(self, req: EngineRequest, interval: float) -> None:
-        self.itl.labels(*self.label_values).observe(interval)
+        self._itl_child.observe(interval)
 
     def on_finished(self, req: EngineRequest) -> None:
         lv = self.label_values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -281,6 +282,8 @@ class SimServer:
             "running": e.num_running, "waiting": e.num_waiting, "kv_cache_usage": e.blocks.usage(),
             "cached_blocks": e.blocks.num_cached, "held_prefills": len(e.held),
             "event_loop_lag_seconds": self.loop_monitor.stats(),
+            "event_loop_cpu_lag_seconds": self.loop_monitor.cpu_stats(),
+            "process_cpu_seconds": time.process_time(),
             "kv_event_batches": self.publisher.published_batches if self.publisher else 0,
             "config": {"profile": asdict(self.config.profile), "time_scale": self.config.time_scale,
                        "mode": self.config.mode, "tokenizer": self.config.tokenizer},
@@ -575,6 +578,11 @@ async def serve(config: SimConfig) -> None:
     """Run until SIGTERM/SIGINT, then drain in-flight requests within the grace period."""
     server = SimServer(config)
     app = server.build_app()
+    # Thousands of live request objects make full cyclic collections take tens of ms and stall
+    # every stream at once; freeze start-up objects and collect the old generation rarely.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
     # In-flight handlers get the grace period (below); whatever is left then is cancelled.
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
     await runner.setup()

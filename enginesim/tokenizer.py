@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Protocol
 
 _CONSONANTS = "bdfgklmnprstvzhjw"  # 17
@@ -53,7 +54,16 @@ class Tokenizer(Protocol):
     def generation_token(self, index: int) -> int: ...
 
 
-def _hashed_word_id(word: str) -> int:
+@lru_cache(maxsize=1 << 18)
+def word_id(word: str) -> int:
+    """The token id of one whitespace-free word (cached: prompts repeat words a lot)."""
+    known = _WORD_ID.get(word)
+    if known is not None:
+        return known
+    if word[0] == "<":
+        m = _ID_WORD.match(word)
+        if m:
+            return int(m.group(1))
     digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
     return VOCAB_SIZE + int.from_bytes(digest, "big") % HASHED_SPACE
 
@@ -64,15 +74,7 @@ class WhitespaceTokenizer:
     name = "whitespace"
 
     def encode(self, text: str) -> list[int]:
-        ids: list[int] = []
-        for word in text.split():
-            known = _WORD_ID.get(word)
-            if known is not None:
-                ids.append(known)
-                continue
-            m = _ID_WORD.match(word)
-            ids.append(int(m.group(1)) if m else _hashed_word_id(word))
-        return ids
+        return [word_id(word) for word in text.split()]
 
     def decode_token(self, token_id: int) -> str:
         if 0 <= token_id < VOCAB_SIZE:
