@@ -33,9 +33,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from caldera.localcluster import build, processes
-from caldera.localcluster.prometheus import PrometheusError
 from caldera.localcluster.cluster import DEFAULT_DIR, Cluster, ClusterError
 from caldera.localcluster.processes import ProcessSpec
+from caldera.localcluster.prometheus import PrometheusError
 from caldera.localcluster.resources import Client
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
