@@ -34,6 +34,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge, Histogram
 
+from caldera.kube import api_client
 from placement.gangs import gang_from_objects
 from placement.model import Gang
 from placement.plan import Plan, Reason
@@ -110,7 +111,9 @@ def configure(settings: Settings) -> None:
 
 def _api() -> client.ApiClient:
     if STATE.api is None:
-        STATE.api = client.ApiClient()  # the configuration `caldera controller` loaded
+        # $KUBECONFIG, in-cluster or ~/.kube/config: the same lookup as `caldera controller`,
+        # so this module also runs alone (`kopf run -A -m placement.controller`).
+        STATE.api = api_client()
     return STATE.api
 
 
