@@ -86,3 +86,13 @@ def test_team_b_asks_for_more_gpus_than_its_queue_holds() -> None:
         + role["workerReplicas"] * int(role["workerTemplate"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]))
         for role in spec["template"]["roles"])
     assert per_group <= capability["team-b"] < per_group * spec["replicas"]
+
+
+def test_caldera_validate_accepts_every_example() -> None:
+    from click.testing import CliRunner
+
+    from caldera.cli import cli
+
+    result = CliRunner().invoke(cli, ["validate", "-f", str(ROOT / "examples" / "quickstart"),
+                                      "-f", str(ROOT / "examples" / "queues")])
+    assert result.exit_code == 0, result.output
