@@ -40,6 +40,9 @@ import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder leads sys.path and its siblings (router.py, enginesim.py)
+# would shadow the packages of the same names.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 PY = sys.executable
 NOFILE = 200_000
 
@@ -48,7 +51,7 @@ def raise_nofile() -> None:
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     except (ValueError, OSError):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -127,8 +130,8 @@ def nginx_conf(workdir: Path, listen: int, body: str | None = None, upstream: in
                cpu_mask: str | None = None) -> Path:
     """A one-worker nginx: a static JSON backend, or a round-robin proxy to `upstream`."""
     if upstream is not None:
-        location = (f"proxy_pass http://backend; proxy_http_version 1.1; "
-                    f"proxy_set_header Connection \"\"; proxy_buffering off;")
+        location = ("proxy_pass http://backend; proxy_http_version 1.1; "
+                    "proxy_set_header Connection \"\"; proxy_buffering off;")
         ups = f"upstream backend {{ server 127.0.0.1:{upstream}; keepalive 256; }}"
     else:
         location = f"default_type application/json; return 200 '{body}';"
@@ -260,8 +263,6 @@ def wrk_max_rps(port: int, path: str, workdir: Path, seconds: int, connections: 
                       'wrk.headers["Content-Type"] = "application/json"\n')
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
            f"http://127.0.0.1:{port}{path}"]
-    if shutil.which("taskset"):
-        cmd = ["taskset", "-c", "0", *cmd]
     cpu0 = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, preexec_fn=raise_nofile).stdout
     cpu1 = cpu_seconds(pid) if pid else 0.0
@@ -322,7 +323,7 @@ async def open_streams(port: int, n: int, concurrency: int = 500) -> tuple[list[
 def static_router_config(port: int, backend: int, **extra: Any) -> dict[str, Any]:
     return {
         "port": port, "accessLog": True, "metricsInterval": 1.0,
-        "modelServers": [{"metadata": {"name": "static"}, "spec": {"model": "static",
+        "modelServers": [{"metadata": {"name": "static"}, "spec": {"model": "static", "inferenceEngine": "vLLM", "workloadPort": {"port": 8000},
                                                                    "workloadSelector": {"matchLabels": {"app": "static"}}}}],
         "modelRoutes": [{"metadata": {"name": "bench"}, "spec": {"modelName": "bench", "rules": [
             {"targetModels": [{"modelServerName": "static"}]}]}}],
@@ -335,14 +336,17 @@ async def overhead(workdir: Path, quick: bool) -> dict[str, Any]:
     raise_nofile()
     duration = 3.0 if quick else 6.0
     backend_port, router_port, proxy_port, sse_port, sse_router_port = (free_port() for _ in range(5))
-    backend = start_nginx(nginx_conf(workdir, backend_port, body=BACKEND_BODY, cpu_mask="01"))
-    proxy = start_nginx(nginx_conf(workdir, proxy_port, upstream=backend_port, cpu_mask="10"))
-    router = start_router(static_router_config(router_port, backend_port), workdir, "router-overhead", cpu="1")
+    backend = start_nginx(nginx_conf(workdir, backend_port, body=BACKEND_BODY))
+    proxy = start_nginx(nginx_conf(workdir, proxy_port, upstream=backend_port))
+    # Not pinned: the router is one Python thread (one event loop), so it uses at most one core
+    # by construction, and on this shared 2-vCPU machine pinning only adds contention.
+    router = start_router(static_router_config(router_port, backend_port), workdir, "router-overhead")
     procs = [backend, proxy, router]
-    result: dict[str, Any] = {"setup": {"backend": "nginx return 200 (1 worker, core 0)",
-                                        "router": "caldera router, default profile, JSON access log, core 1",
-                                        "nginx_proxy": "nginx 1 worker, keepalive upstream, core 1",
-                                        "load": "open-loop fixed rate (python, core 0); max: wrk -t1 -c64"}}
+    result: dict[str, Any] = {"setup": {"backend": "nginx return 200 (1 worker)",
+                                        "router": "caldera router (one thread), default profile, JSON access log",
+                                        "nginx_proxy": "nginx 1 worker, keepalive upstream",
+                                        "load": "open-loop fixed rate (python+uvloop); max: wrk -t1 -c64",
+                                        "machine": f"{os.cpu_count()} shared vCPUs, load avg {os.getloadavg()[0]:.1f}"}}
     try:
         await wait_http(f"http://127.0.0.1:{router_port}/readyz", proc=router)
         await wait_http(f"http://127.0.0.1:{proxy_port}/", timeout=10)
@@ -367,7 +371,7 @@ async def overhead(workdir: Path, quick: bool) -> dict[str, Any]:
         # Memory at 10,000 open streams: a backend that holds every SSE stream open.
         sse = subprocess.Popen([PY, "-c", SSE_BACKEND, str(sse_port)], preexec_fn=raise_nofile)
         sse_router = start_router(static_router_config(sse_router_port, sse_port, accessLog=False),
-                                  workdir, "router-streams", cpu="1")
+                                  workdir, "router-streams")
         procs += [sse, sse_router]
         await wait_http(f"http://127.0.0.1:{sse_port}/health", proc=sse)
         await wait_http(f"http://127.0.0.1:{sse_router_port}/readyz", proc=sse_router)
@@ -601,7 +605,7 @@ def quality_router_config(port: int, engines: list[dict[str, Any]], profile: str
         "port": port, "profile": profile, "accessLog": False, "metricsInterval": 0.1,
         "tokenizer": "enginesim:whitespace", "kvEvents": profile in ("precise", "default"),
         "prefixIndex": {"lruCapacity": 2048},
-        "modelServers": [{"metadata": {"name": "llama"}, "spec": {"model": "llama",
+        "modelServers": [{"metadata": {"name": "llama"}, "spec": {"model": "llama", "inferenceEngine": "vLLM", "workloadPort": {"port": 8000},
                                                                   "workloadSelector": {"matchLabels": {"app": "llama"}}}}],
         "modelRoutes": [{"metadata": {"name": "llama"}, "spec": {"modelName": "llama", "rules": [
             {"targetModels": [{"modelServerName": "llama"}]}]}}],
@@ -609,11 +613,15 @@ def quality_router_config(port: int, engines: list[dict[str, Any]], profile: str
     }
 
 
-async def quality(workdir: Path, quick: bool, strategies: Sequence[str]) -> dict[str, Any]:
+WORKLOADS = ["shared_prefix", "multi_turn_chat", "no_shared_prefix"]
+
+
+async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
+                  workloads: Sequence[str] = tuple(WORKLOADS)) -> dict[str, Any]:
     setup = QualitySetup()
     cluster_kv_tokens = setup.pods * setup.num_gpu_blocks * setup.block_size
     if quick:
-        shared = shared_prefix_workload(groups=48, per_group=4, prefix_tokens=6000, question_tokens=100,
+        shared = shared_prefix_workload(groups=48, per_group=6, prefix_tokens=6000, question_tokens=100,
                                         output_tokens=24, rate_from=2, rate_to=30)
     else:
         shared = shared_prefix_workload(groups=64, per_group=8, prefix_tokens=6000, question_tokens=100,
@@ -633,7 +641,7 @@ async def quality(workdir: Path, quick: bool, strategies: Sequence[str]) -> dict
         for e in engines:
             await wait_http(f"http://127.0.0.1:{e['port']}/health", proc=e["proc"])
         for strategy in strategies:
-            for wname in ("shared_prefix", "multi_turn_chat", "no_shared_prefix"):
+            for wname in workloads:
                 if wname == "no_shared_prefix" and strategy not in ("random", "least-request", "default"):
                     continue
                 await reset_engines(engines)
@@ -677,6 +685,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["quality", "overhead", "all"], default="all")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--quick", action="store_true", help="smaller workloads (about a third of the time)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
@@ -690,7 +699,8 @@ def main() -> None:
         if args.part in ("overhead", "all"):
             result["overhead"] = await overhead(workdir, args.quick)
         if args.part in ("quality", "all"):
-            result["quality"] = await quality(workdir, args.quick, args.strategies.split(","))
+            result["quality"] = await quality(workdir, args.quick, args.strategies.split(","),
+                                              args.workloads.split(","))
 
     uvloop.run(run())
     result["runtime_s"] = round(time.monotonic() - started, 1)

@@ -148,7 +148,7 @@ def server(name: str, model: str | None = None, engine: str = "vLLM", labels: di
     return {"metadata": {"name": name, "namespace": "default"},
             "spec": {"model": model, "inferenceEngine": engine,
                      "workloadSelector": {"matchLabels": labels or {"app": name}, **spec.pop("selector", {})},
-                     **spec}}
+                     "workloadPort": {"port": 8000}, **spec}}
 
 
 def route(name: str, model: str, rules: list[dict[str, Any]], loras: list[str] | None = None) -> dict[str, Any]:

@@ -89,12 +89,10 @@ class SchedulingContext:
         return len(tokens) if tokens is not None else self.request.estimated_prompt_tokens
 
     def cached_fraction(self, endpoint: Endpoint) -> float:
-        """Best estimate of the fraction of this prompt the endpoint has cached."""
-        if self.precise_keys:
-            return self.precise_match.get(endpoint.name, 0) / len(self.precise_keys)
-        if self.approx_hashes:
-            return self.approx_match.get(endpoint.name, 0) / len(self.approx_hashes)
-        return 0.0
+        """Best estimate of the fraction of this prompt the endpoint has (or will have) cached."""
+        precise = self.precise_match.get(endpoint.name, 0) / len(self.precise_keys) if self.precise_keys else 0.0
+        approx = self.approx_match.get(endpoint.name, 0) / len(self.approx_hashes) if self.approx_hashes else 0.0
+        return max(precise, approx)
 
 
 class Filter(Protocol):

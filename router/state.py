@@ -11,6 +11,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from router.api import ModelRoute, ModelServer
 from router.endpoints import Endpoint
 from router.routing import RouteConfigError, RouteTable, Server, compile_route, compile_server
 
@@ -48,12 +51,14 @@ class RouterState:
         compiled_routes = []
         for obj in routes:
             try:
+                _validate(ModelRoute, obj)
                 compiled_routes.append(compile_route(obj))
             except RouteConfigError as exc:
                 errors.append(str(exc))
         compiled_servers: list[Server] = []
         for obj in servers:
             try:
+                _validate(ModelServer, obj)
                 compiled_servers.append(compile_server(obj))
             except RouteConfigError as exc:
                 errors.append(str(exc))
@@ -119,6 +124,17 @@ class RouterState:
                         for s in t.servers.values()],
             "endpoints": [e.snapshot() for e in self.endpoints.values()],
         }
+
+
+def _validate(model: type[ModelRoute] | type[ModelServer], obj: Mapping[str, Any]) -> None:
+    """Check an object against the API model (the same one the CRDs and webhook use)."""
+    try:
+        model.model_validate(obj)
+    except ValidationError as exc:
+        meta = obj.get("metadata") or {}
+        where = f"{model.__name__} {meta.get('namespace') or 'default'}/{meta.get('name')}"
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise RouteConfigError(f"{where}: {detail}") from None
 
 
 def endpoints_by_name(eps: Sequence[Endpoint]) -> dict[str, Endpoint]:
