@@ -94,6 +94,11 @@ class ExtenderCore:
     planned: dict[str, str] = field(default_factory=dict)  # task key -> node
     managed: set[str] = field(default_factory=set)  # task keys of planned jobs
     reasons: dict[str, Reason] = field(default_factory=dict)  # job UID -> why not placed
+    # Every placement decided since start (task key -> node) and the latest reason per unplaced
+    # job, bounded, for /debug/plans: what the extender told Volcano, after the session is gone.
+    history: dict[str, str] = field(default_factory=dict)
+    unplaceable: dict[str, str] = field(default_factory=dict)
+    history_limit: int = 10_000
 
     def session_open(self, request: Mapping[str, Any]) -> None:
         started = time.perf_counter()
@@ -128,8 +133,17 @@ class ExtenderCore:
                     self.planned[f"{namespace}/{pod}"] = target
                 if not result.placed and result.reason is not None:
                     self.reasons[gang.name] = result.reason
+        self._remember()
         log.info("session planned", extra={"jobs": len(gangs), "placed": len(self.plan.placed) if self.plan else 0,
                                            "seconds": round(time.perf_counter() - started, 3)})
+
+    def _remember(self) -> None:
+        self.history.update(self.planned)
+        self.unplaceable.update({job: str(reason) for job, reason in self.reasons.items()})
+        for placed in self.plan.placed if self.plan else []:
+            self.unplaceable.pop(placed, None)
+        while len(self.history) > self.history_limit:
+            self.history.pop(next(iter(self.history)))
 
     def session_close(self) -> None:
         self.plan, self.planned, self.managed, self.reasons = None, {}, set(), {}
@@ -172,6 +186,7 @@ class ExtenderCore:
         if plan.results[gang.name].placed:
             return {"status": PERMIT}
         self.reasons[uid] = plan.results[gang.name].reason or explain(self.snapshot, gang)
+        self.unplaceable[uid] = str(self.reasons[uid])
         return {"status": REJECT}
 
 
@@ -226,8 +241,12 @@ def make_app(core: ExtenderCore) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def plans(_: web.Request) -> web.Response:
+        return web.json_response({"planned": core.history, "unplaceable": core.unplaceable})
+
     app = web.Application(client_max_size=64 * 2**20)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/debug/plans", plans)
     app.router.add_post("/{verb}", call)
     return app
 
