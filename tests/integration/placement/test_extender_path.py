@@ -154,5 +154,6 @@ def test_the_extender_keeps_an_infeasible_gang_unbound_and_says_why(
 
 
 def node_labels(core: client.CoreV1Api, node: str) -> dict[str, str]:
-    labels: dict[str, str] = core.read_node(node).metadata.labels or {}
+    found: Any = core.read_node(node)
+    labels: dict[str, str] = found.metadata.labels or {}
     return labels
