@@ -64,11 +64,17 @@ def default_placement() -> str:
     return "caldera" if module_exists("placement.controller") else "volcano"
 
 
-def import_handlers() -> list[str]:
-    """Import every handler module that exists; an existing module that fails to import is an error."""
+def import_handlers(webhooks: bool = True) -> list[str]:
+    """Import every handler module that exists; an existing module that fails to import is an error.
+
+    Without webhooks the admission handlers are not imported: kopf refuses to run admission
+    handlers without a server.
+    """
     loaded = ["modelserving.controller"]
     importlib.import_module("modelserving.controller")
     for name in OPTIONAL_MODULES:
+        if name == "webhooks.handlers" and not webhooks:
+            continue
         if module_exists(name):
             importlib.import_module(name)
             loaded.append(name)
@@ -128,6 +134,21 @@ def has_admission_handlers() -> bool:
     return bool(webhooks is not None and webhooks.get_all_handlers())
 
 
+class _KopfNoise(logging.Filter):
+    """kopf logs every handled watch event at INFO and attaches its whole settings object."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("settings", None)
+        return not (record.levelno <= logging.INFO and str(record.msg).startswith("Handler '")
+                    and str(record.msg).endswith("succeeded."))
+
+
+def quiet_kopf() -> None:
+    noise = _KopfNoise()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(noise)
+
+
 # -- peering, health, metrics -----------------------------------------------------------------------
 def ensure_peering_crd(kube: Kube) -> None:
     path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -185,10 +206,11 @@ async def serve_metrics(host: str, port: int, ready: asyncio.Event) -> web.AppRu
 async def run_operator(opts: Options, kubeconfig: str | None) -> None:
     from modelserving import controller as msc
 
+    quiet_kopf()
     api = api_client(kubeconfig)
     kube = Kube(api)
     msc.configure(msc.Settings(placement=opts.placement, resync_seconds=opts.resync_seconds), kube)
-    loaded = import_handlers()
+    loaded = import_handlers(opts.webhooks)
     log.info("handlers loaded", extra={"modules": loaded, "placement": opts.placement})
 
     standalone = opts.peering is None

@@ -179,7 +179,8 @@ async def reconcile(key: Key, logger: logging.Logger | kopf.Logger) -> Plan | No
     # Planning is pure and CPU-bound: keep the event loop (watch streams, probes) responsive.
     result = await asyncio.to_thread(plan, ms, obs, STATE.options(), time.time())
     if result.notes:
-        logger.info("plan: " + "; ".join(result.notes))
+        log.info("plan", extra={"modelserving": f"{key[0]}/{key[1]}", "notes": result.notes,
+                                "writes": result.writes})
     await execute(_kube(), STATE.cache, key, result)
     if result.status_patch:
         updated = await asyncio.to_thread(_kube().patch_status, key[0], key[1], result.status_patch)
@@ -232,7 +233,8 @@ async def modelserving_daemon(namespace: str | None, name: str, stopped: kopf.Da
             RECONCILES.labels("error").inc()
             backoff = min(max(backoff * 2, STATE.settings.error_backoff_seconds),
                           STATE.settings.error_backoff_max_seconds)
-            logger.warning(f"reconcile of {namespace}/{name} failed ({exc!r}); retrying in {backoff:.0f}s")
+            log.warning(f"reconcile of {namespace}/{name} failed ({exc!r}); retrying in {backoff:.0f}s",
+                        exc_info=not isinstance(exc, ApiException))
             # The cache may have missed something: read the truth again before the retry.
             STATE.cache.entry(key).seeded = False
             wait = backoff
