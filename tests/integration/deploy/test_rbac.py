@@ -161,3 +161,74 @@ def test_the_recording_proxy_saw_the_controller_talk_to_the_api_server(controlle
 ])
 def test_requests_map_to_the_rbac_grant_they_need(method: str, path: str, query: str, grant: Grant | None) -> None:
     assert request_grant(Record(method, path, query, 200)) == grant
+
+
+@pytest.fixture(scope="module")
+def router_run(local_cluster: LocalCluster, rbac_release: Release, work_dir: Path) -> Iterator[Run]:
+    """The router as its ServiceAccount: discover a ModelRoute, its ModelServer and a Ready pod."""
+    ns = rbac_release.namespace
+    api = local_cluster.api_client()
+    custom = client.CustomObjectsApi(api)
+    networking = ("networking.serving.volcano.sh", "v1alpha1")
+    custom.create_namespaced_custom_object(*networking, ns, "modelservers", {
+        "apiVersion": "/".join(networking), "kind": "ModelServer", "metadata": {"name": "rbac"},
+        "spec": {"model": "m", "inferenceEngine": "vLLM", "workloadPort": {"port": 8000},
+                 "workloadSelector": {"matchLabels": {"app": "rbac-engine"}}}})
+    custom.create_namespaced_custom_object(*networking, ns, "modelroutes", {
+        "apiVersion": "/".join(networking), "kind": "ModelRoute", "metadata": {"name": "rbac"},
+        "spec": {"modelName": "rbac-model", "rules": [{"name": "all", "targetModels": [{"modelServerName": "rbac"}]}]}})
+    client.CoreV1Api(api).create_namespaced_pod(ns, {
+        "metadata": {"name": "rbac-engine", "labels": {"app": "rbac-engine"}},
+        "spec": {"schedulerName": "volcano", "containers": [{"name": "engine", "image": "example.com/noop:1",
+                                                             "ports": [{"containerPort": 8000}]}]}})
+    recorder = ApiRecorder(local_cluster.server, cluster_ca(local_cluster)).start()
+    kubeconfig = rbac_release.kubeconfig("router", f"http://127.0.0.1:{recorder.port}", work_dir)
+    port = free_port()
+    component = run_component(["router", f"--kubeconfig={kubeconfig}", f"--namespace={ns}", "--host=127.0.0.1",
+                               f"--port={port}", "--no-kv-events"], work_dir / "router.log")
+    reached: dict[str, bool] = {}
+
+    def state() -> dict[str, Any]:
+        try:
+            return dict(httpx.get(f"http://127.0.0.1:{port}/debug/state", timeout=2).json())
+        except (httpx.HTTPError, ValueError):
+            return {}
+
+    try:
+        wait_until("the router to be ready", lambda: component.process.poll() is None and _ready(port), 60)
+        reached["ready"] = True
+        wait_until("the router to discover the route and the pod", lambda: bool(
+            [r for r in state().get("routes", []) if r.get("modelName") == "rbac-model"]
+            and state().get("endpoints")), 60)
+        reached["discovered"] = True
+    finally:
+        component.stop()
+        recorder.stop()
+        api.close()
+    yield Run(list(recorder.records), component.text(), reached)
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_router_as_its_service_account_discovers_routes_servers_and_pods(router_run: Run) -> None:
+    assert router_run.reached == {"ready": True, "discovered": True}, router_run.log[-3000:]
+
+
+def test_router_as_its_service_account_is_never_forbidden(router_run: Run) -> None:
+    assert not forbidden(router_run), "the chart does not grant what the router needs"
+    assert "forbidden" not in router_run.log.lower()
+
+
+def test_router_uses_only_what_the_chart_grants(router_run: Run) -> None:
+    used = requests_as_grants(router_run.records)
+    assert used <= declared_grants("router"), used - declared_grants("router")
+
+
+def test_router_uses_everything_the_chart_grants(router_run: Run) -> None:
+    unused = declared_grants("router") - requests_as_grants(router_run.records)
+    assert not unused, f"the chart grants what the router never used: {sorted(unused)}"

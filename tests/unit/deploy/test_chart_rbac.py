@@ -98,7 +98,7 @@ def test_leader_worker_set_grants_only_when_enabled(render: Callable[..., Object
 
 def test_router_only_reads(default_objects: Objects) -> None:
     verbs = {v for _, _, _, v in grants(role_rules(default_objects, "ClusterRole", "caldera-router"))}
-    assert verbs <= {"get", "list", "watch"}
+    assert verbs <= {"list", "watch"}
 
 
 def test_every_declared_permission_says_why() -> None:
