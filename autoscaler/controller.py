@@ -332,7 +332,8 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
         result = await asyncio.to_thread(optimize, variants, float(decision.desired), placeable,
                                          OptimizerConfig(churn=options.churn, headroom=options.headroom))
         counts, reasons = result.replicas, result.reasons
-        summary = f"{result.summary()} [{decision.mode}: {decision.reason}]"
+        why = "; ".join(f"{n}: {r}" for n, r in reasons.items())
+        summary = f"{result.summary()} | {why} [{decision.mode}: {decision.reason}]"
     events = []
     rows = []
     for n, cur in zip(names, currents, strict=True):
@@ -459,9 +460,12 @@ async def run_owner(kind: str, body: kopf.Body, patch: kopf.Patch, logger: kopf.
         conditions = {"Ready": ("False", "InvalidSpec", str(exc))}
     finally:
         TICK_SECONDS.labels(kind).observe(time.perf_counter() - started)
-    # Keep the decision text out of the comparison so a steady state writes nothing new.
+    # Messages are refreshed with each new decision; between decisions their changing numbers
+    # alone do not cause a write, so a steady state writes nothing.
     merged = _conditions(old_conditions, conditions, generation)
-    if [(c["type"], c["status"], c["reason"]) for c in merged] != [
+    old_status = body.get("status") or {}
+    decided = any(old_status.get(k) != v for k, v in status.items() if k != "observedGeneration")
+    if decided or [(c["type"], c["status"], c["reason"]) for c in merged] != [
             (c.get("type"), c.get("status"), c.get("reason")) for c in old_conditions or []]:
         status["conditions"] = merged
     _write_status(patch, body, status)
