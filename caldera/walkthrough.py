@@ -46,7 +46,7 @@ CONTROLLER, ROUTER = "caldera-controller", "caldera-router"
 STATE_FILE = "walkthrough.json"
 PROMPT = "In one sentence: what does Caldera do?"
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class WalkthroughError(RuntimeError):
