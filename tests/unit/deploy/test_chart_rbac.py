@@ -120,3 +120,30 @@ def test_router_watching_one_namespace_gets_no_cluster_role(render: Callable[...
     objects = render({"router": {"watchNamespace": "serving"}})
     assert not [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "caldera-router"]
     assert grants(role_rules(objects, "Role", "caldera-router", "serving")) == declared("router")
+
+
+SOURCES = {
+    "controller": [ROOT / "caldera" / "controller.py", ROOT / "modelserving", ROOT / "placement",
+                   ROOT / "autoscaler", ROOT / "webhooks"],
+    "router": [ROOT / "router"],
+}
+
+
+def source_text(paths: list[Path]) -> str:
+    files = [p for path in paths for p in ([path] if path.is_file() else sorted(path.rglob("*.py")))]
+    return "\n".join(f.read_text() for f in files)
+
+
+@pytest.mark.parametrize("component", ["controller", "router"])
+def test_every_granted_resource_is_named_in_the_code_that_uses_it(component: str) -> None:
+    import kopf
+
+    own = source_text(SOURCES[component])
+    library = source_text([Path(kopf.__file__).parent])
+    missing = []
+    for entry in PERMISSIONS[component]:
+        text = library if entry.get("usedBy") == "kopf" else own
+        for resource in entry["resources"]:
+            if not all(part in text for part in resource.split("/")):
+                missing.append(resource)
+    assert not missing, f"granted but not named anywhere in the {component}'s code: {missing}"
