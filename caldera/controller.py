@@ -18,7 +18,9 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import random
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,18 +152,33 @@ def quiet_kopf() -> None:
 
 
 # -- peering, health, metrics -----------------------------------------------------------------------
-def ensure_peering_crd(kube: Kube) -> None:
-    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+def _ensure(kube: Kube, collection: str, body: dict[str, Any], resource: str) -> None:
     try:
-        kube.request("get", f"{path}/{PEERING_CRD['metadata']['name']}", resource="customresourcedefinitions")
+        kube.request("get", f"{collection}/{body['metadata']['name']}", resource=resource)
     except ApiException as exc:
         if exc.status != 404:
             raise
         try:
-            kube.request("create", path, body=PEERING_CRD, resource="customresourcedefinitions")
+            kube.request("create", collection, body=body, resource=resource)
         except ApiException as create_exc:
             if create_exc.status != 409:
                 raise
+
+
+def ensure_peering(kube: Kube, name: str) -> None:
+    """kopf needs the ClusterKopfPeering CRD and an object of the peering's name to elect a leader."""
+    _ensure(kube, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", PEERING_CRD, "customresourcedefinitions")
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+    collection = "/apis/kopf.dev/v1/clusterkopfpeerings"
+    deadline = time.monotonic() + 30
+    while True:  # the CRD may take a moment to be served
+        try:
+            _ensure(kube, collection, body, "clusterkopfpeerings")
+            return
+        except ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @dataclass
@@ -175,6 +192,7 @@ class Options:
     webhooks: bool
     peering: str | None
     priority: int
+    peering_lifetime: int
     namespaces: tuple[str, ...]
     resync_seconds: float
     tls_dir: Path | None
@@ -215,7 +233,7 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
 
     standalone = opts.peering is None
     if not standalone:
-        await asyncio.to_thread(ensure_peering_crd, kube)
+        await asyncio.to_thread(ensure_peering, kube, opts.peering or "caldera")
 
     tls: WebhookTLS | None = None
     if opts.webhooks and has_admission_handlers():
@@ -233,6 +251,7 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
             settings.peering.clusterwide = True
             settings.peering.mandatory = True
             settings.peering.priority = opts.priority
+            settings.peering.lifetime = opts.peering_lifetime
         if tls is not None:
             settings.admission.server = kopf.WebhookServer(
                 addr=opts.webhook_host, port=opts.webhook_port, host=opts.webhook_host,
@@ -270,14 +289,18 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
 @click.option("--webhooks/--no-webhooks", default=True, show_default=True)
 @click.option("--peering", default="caldera", show_default=True,
               help="kopf peering name for leader election between replicas; '' runs standalone.")
-@click.option("--priority", type=int, default=0, show_default=True, help="Peering priority of this replica.")
+@click.option("--priority", type=int, default=None,
+              help="Peering priority; the live replica with the highest one leads, the others stand by. "
+                   "Default: random, so replicas never tie (kopf pauses every replica of a tied priority).")
+@click.option("--peering-lifetime", type=int, default=60, show_default=True,
+              help="Seconds after which a silent (killed) leader is considered dead and a standby takes over.")
 @click.option("--namespace", "namespaces", multiple=True, help="Watch only these namespaces (default: all).")
 @click.option("--resync-seconds", type=float, default=300.0, show_default=True)
 @click.option("--tls-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the generated webhook certificate (default: a temporary directory).")
 def controller_command(kubeconfig: str | None, placement: str | None, metrics_host: str, metrics_port: int,
                        health_port: int, webhook_host: str, webhook_port: int, webhooks: bool, peering: str,
-                       priority: int, namespaces: tuple[str, ...], resync_seconds: float,
+                       priority: int | None, peering_lifetime: int, namespaces: tuple[str, ...], resync_seconds: float,
                        tls_dir: Path | None) -> None:
     """Run the Caldera controller (ModelServing, placement, autoscaler, admission webhooks)."""
     if kubeconfig:
@@ -285,7 +308,8 @@ def controller_command(kubeconfig: str | None, placement: str | None, metrics_ho
     opts = Options(
         placement=placement or default_placement(), metrics_host=metrics_host, metrics_port=metrics_port,
         health_port=health_port, webhook_host=webhook_host, webhook_port=webhook_port, webhooks=webhooks,
-        peering=peering or None, priority=priority, namespaces=namespaces, resync_seconds=resync_seconds,
+        peering=peering or None, priority=priority if priority is not None else random.randint(1, 2**31 - 1),
+        peering_lifetime=peering_lifetime, namespaces=namespaces, resync_seconds=resync_seconds,
         tls_dir=tls_dir,
     )
     log.debug("controller options", extra={"options": opts})

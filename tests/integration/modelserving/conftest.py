@@ -78,7 +78,10 @@ def seed_manifest(name: str = "sample", replicas: int = 1, image: str = "registr
 class Controller:
     """A `caldera controller` subprocess; can be SIGKILLed and restarted."""
 
-    def __init__(self, kubeconfig: Path, namespace_pattern: str, log_dir: Path) -> None:
+    def __init__(self, kubeconfig: Path, namespace_pattern: str, log_dir: Path,
+                 args: tuple[str, ...] = ("--peering", ""), name: str = "") -> None:
+        self.args = args
+        self.name = name or namespace_pattern.strip("*")
         self.kubeconfig = kubeconfig
         self.pattern = namespace_pattern
         self.log_dir = log_dir
@@ -89,11 +92,11 @@ class Controller:
     def start(self) -> None:
         self.metrics_port = free_port()
         self.starts += 1
-        log = open(self.log_dir / f"controller-{SESSION}-{self.pattern.strip('*')}-{self.starts}.log", "wb")  # noqa: SIM115
+        log = open(self.log_dir / f"controller-{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "caldera.cli", "--log-format", "json", "controller", "--placement=volcano",
-             "--peering", "", "--no-webhooks", "--namespace", self.pattern,
+             *self.args, "--no-webhooks", "--namespace", self.pattern,
              "--metrics-port", str(self.metrics_port), "--health-port", "0"],
             env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_until("controller readiness", self.ready, timeout=60)
@@ -266,6 +269,30 @@ def chaos_controller(local_cluster: LocalCluster) -> Iterator[Controller]:
 @pytest.fixture
 def chaos_env(local_cluster: LocalCluster, chaos_controller: Controller) -> Iterator[Env]:
     yield from _namespace(local_cluster, f"chaos-{SESSION}")
+
+
+@pytest.fixture
+def controller_pair(local_cluster: LocalCluster) -> Iterator[tuple[Controller, Controller, str]]:
+    """Two replicas sharing one peering name: `leader` (priority 200) and `standby` (priority 100)."""
+    pattern = f"lead-{SESSION}-*"
+    peering = f"caldera-test-{SESSION}"
+    common = ("--peering", peering, "--peering-lifetime", "10")
+    leader = Controller(local_cluster.kubeconfig, pattern, local_cluster.dir / "logs",
+                        (*common, "--priority", "200"), name=f"lead-{SESSION}-leader")
+    standby = Controller(local_cluster.kubeconfig, pattern, local_cluster.dir / "logs",
+                         (*common, "--priority", "100"), name=f"lead-{SESSION}-standby")
+    leader.start()
+    standby.start()
+    try:
+        yield leader, standby, pattern
+    finally:
+        standby.stop()
+        leader.stop()
+
+
+@pytest.fixture
+def pair_env(local_cluster: LocalCluster, controller_pair: tuple[Controller, Controller, str]) -> Iterator[Env]:
+    yield from _namespace(local_cluster, f"lead-{SESSION}")
 
 
 @pytest.fixture
