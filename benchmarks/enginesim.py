@@ -170,7 +170,7 @@ async def streams_part(log_dir: Path, n: int, max_tokens: int) -> dict[str, Any]
             await asyncio.sleep(3)
             idle = await stats()
             started = time.perf_counter()
-            tasks = [asyncio.create_task(timed_stream(session, sim.url, unique_prompt(f"s{i}", 64), max_tokens))
+            tasks = [asyncio.create_task(timed_stream(session, sim.url, unique_prompt(f"s{i}", 8), max_tokens))
                      for i in range(n)]
 
             # Measure lag only while every stream is running (not during the ramp-up burst of prefills).

@@ -26,12 +26,12 @@ log = logging.getLogger(__name__)
 
 IGNORED_VALUE_FLAGS = (
     "--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--gpu-memory-utilization",
-    "--dtype", "--max-num-batched-tokens", "--quantization", "--download-dir", "--load-format",
+    "--dtype", "--quantization", "--download-dir", "--load-format",
     "--kv-cache-dtype", "--distributed-executor-backend", "--swap-space", "--chat-template",
     "--tool-call-parser", "--revision", "--tokenizer-mode", "--uvicorn-log-level", "--max-lora-rank",
     "--max-cpu-loras", "--prefix-caching-hash-algo", "--cpu-offload-gb", "--limit-mm-per-prompt",
     "--tp", "--tp-size", "--dp", "--dp-size", "--mem-fraction-static", "--disaggregation-transfer-backend",
-    "--disaggregation-ib-device", "--attention-backend", "--chunked-prefill-size", "--log-level-http",
+    "--disaggregation-ib-device", "--attention-backend", "--log-level-http",
     "--max-seq-len-to-capture", "--generation-config", "--reasoning-parser",
 )
 IGNORED_BOOL_FLAGS = (
@@ -72,6 +72,8 @@ def _ms(value: float | None) -> float | None:
 @click.option("--max-waiting-queue-length", type=int, default=1000, show_default=True,
               help="Waiting requests beyond this get HTTP 429.")
 @click.option("--max-model-len", "--context-length", "max_model_len", type=int)
+@click.option("--max-num-batched-tokens", "--chunked-prefill-size", "max_num_batched_tokens", type=int,
+              help="Token budget of one engine step (decodes + prefill chunks) [default: 8192].")
 @click.option("--block-size", "--page-size", "block_size", type=int)
 @click.option("--num-gpu-blocks", "--num-gpu-blocks-override", "--kv-cache-size", "num_gpu_blocks", type=int,
               help="KV cache capacity in blocks.")
@@ -137,6 +139,7 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         time_factor_under_load=opts["time_factor_under_load"],
         max_num_seqs=opts["max_num_seqs"],
         max_model_len=opts["max_model_len"],
+        max_num_batched_tokens=opts["max_num_batched_tokens"],
         block_size=opts["block_size"],
         num_gpu_blocks=opts["num_gpu_blocks"],
         kv_transfer_latency=_ms(opts["kv_transfer_latency"]),

@@ -76,6 +76,8 @@ class EngineRequest:
     block_hashes: list[int] = field(default_factory=list)
     committed_blocks: int = 0
     _admitted: asyncio.Future[None] | None = None
+    _prefill_done: asyncio.Future[None] | None = None
+    _prefill_left: int = 0
 
     @property
     def all_ids(self) -> list[int]:
@@ -163,6 +165,8 @@ class Engine:
         self._idle.set()
         self._step_waiters: list[asyncio.Future[None]] = []
         self._step_task: asyncio.Task[None] | None = None
+        self._prefilling: dict[str, EngineRequest] = {}
+        self._decoding: set[str] = set()
 
     # -- state -----------------------------------------------------------
     @property
@@ -250,26 +254,41 @@ class Engine:
         finally:
             self.abort(req)
 
-    async def _next_step(self) -> None:
-        """Wait for the next decode step of the batch (one token per running sequence)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._step_waiters.append(fut)
+    def _ensure_stepping(self) -> None:
         if self._step_task is None or self._step_task.done():
             self._step_task = asyncio.get_running_loop().create_task(self._step_loop())
+
+    async def _next_step(self) -> None:
+        """Wait for the next engine step (one token per decoding sequence)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._step_waiters.append(fut)
+        self._ensure_stepping()
         await fut
 
     async def _step_loop(self) -> None:
-        """The decode clock: every inter-token interval, release one token to each waiting sequence.
+        """The engine clock: plan a step, let it elapse, release what it produced.
 
-        Sequences are released in slices with a loop turn between them, so hundreds of
-        streams sharing a step never hold the event loop for long.
+        Decoding sequences are released in slices with a loop turn between them, so
+        hundreds of streams sharing a step never hold the event loop for long.
         """
         deadline = self.clock.now()
-        while self._step_waiters:
-            itl = latency.inter_token_time(self.profile, len(self.running))
-            # After a stall, restart the schedule instead of bursting to catch up.
-            deadline = max(deadline, self.clock.now() - itl) + itl
+        # Decoding sequences keep the clock ticking even between their registrations, so the
+        # time a stream takes to process its token does not stretch the step period.
+        while self._step_waiters or self._prefilling or self._decoding:
+            prefilling = list(self._prefilling.values())
+            plan = latency.plan_step(self.profile, len(self.running), len(self._decoding),
+                                     [r._prefill_left for r in prefilling])
+            for r, take in zip(prefilling, plan.prefill_chunks, strict=True):
+                r._prefill_left -= take
+            # Keep the schedule through small delays; after a stall, restart it instead of bursting.
+            deadline = max(deadline, self.clock.now() - 0.5 * plan.duration) + plan.duration
             await self.clock.sleep_until(deadline)
+            for r in prefilling:
+                if r._prefill_left > 0 or self._prefilling.get(r.request_id) is not r:
+                    continue  # still prefilling, or aborted during the step
+                del self._prefilling[r.request_id]
+                if r._prefill_done is not None and not r._prefill_done.done():
+                    r._prefill_done.set_result(None)
             waiters, self._step_waiters = self._step_waiters, []
             for i, fut in enumerate(waiters, 1):
                 if not fut.done():
@@ -330,14 +349,24 @@ class Engine:
         await req._admitted
 
     async def _prefill(self, req: EngineRequest) -> None:
+        """Fixed overhead (or the KV transfer), then the uncached prompt through the engine steps."""
         tokens = len(req.prompt_ids) + len(req.output_ids)
         uncached = tokens - req.num_cached_tokens
         start = req.admitted_at if req.admitted_at is not None else self.clock.now()
         if req.remote_prefill and req.preemptions == 0:
             req.num_transferred_tokens = uncached
             await self.clock.sleep_until(start + latency.transfer_time(self.profile, uncached))
+            work = 1  # the last prompt token is always computed locally
         else:
-            await self.clock.sleep_until(start + latency.prefill_time(self.profile, uncached, len(self.running)))
+            if req.preemptions == 0:
+                await self.clock.sleep_until(start + self.profile.prefill_overhead)
+            work = max(1, uncached)
+        req._prefill_left = work
+        req._prefill_done = asyncio.get_running_loop().create_future()
+        self._prefilling[req.request_id] = req
+        self._ensure_stepping()
+        await req._prefill_done
+        self._decoding.add(req.request_id)
         self._commit_full_blocks(req)
 
     async def _grow(self, req: EngineRequest) -> None:
@@ -355,6 +384,7 @@ class Engine:
         log.debug("preempting %s: KV cache full", req.request_id)
         self._drop_blocks(req)
         del self.running[req.request_id]
+        self._decoding.discard(req.request_id)
         await self._admit(req, front=True)
         await self._prefill(req)
 
@@ -408,7 +438,10 @@ class Engine:
             return
         if req in self.waiting:
             self.waiting.remove(req)
+        if self._prefilling.get(req.request_id) is req:
+            del self._prefilling[req.request_id]
         if self.running.get(req.request_id) is req:
+            self._decoding.discard(req.request_id)
             del self.running[req.request_id]
             if req.hold_blocks_after_finish and req.finish_reason is not None:
                 self.held[req.request_id] = HeldBlocks(

@@ -1,16 +1,23 @@
 """The latency model: profiles and pure timing functions (virtual seconds).
 
-Time to first token = queueing + ``prefill_overhead`` + uncached prompt tokens *
-``time_per_prefill_token`` * load factor. Inter-token latency = ``inter_token_latency``
-* load factor. The load factor grows linearly from 1 (one running sequence) to
-``time_factor_under_load`` (``max_num_seqs`` running), the way a real engine slows as
-the batch fills (llm-d-inference-sim's ``time-factor-under-load``).
+The engine runs in steps, like vLLM with chunked prefill. A step carries one token for
+every decoding sequence plus up to ``max_num_batched_tokens`` minus that many prompt
+tokens of the requests being prefilled, and lasts
+``inter_token_latency * load factor`` (if anything decodes) ``+ prefill tokens *
+time_per_prefill_token``. So alone, time to first token = ``prefill_overhead`` (a fixed
+per-request latency off the GPU) + uncached prompt tokens * ``time_per_prefill_token``,
+inter-token latency = ``inter_token_latency``; together, long prefills stretch everyone's
+steps (the interference prefill/decode disaggregation removes). The load factor grows
+linearly from 1 (one running sequence) to ``time_factor_under_load`` (``max_num_seqs``
+running), the way a real engine slows as the batch fills (llm-d-inference-sim's
+``time-factor-under-load``).
 A decode that receives its KV cache from a prefill engine pays
 ``kv_transfer_latency + tokens * kv_transfer_time_per_token`` instead of the prefill.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +35,7 @@ class Profile:
     max_model_len: int = 32768
     kv_transfer_latency: float = 0.005
     kv_transfer_time_per_token: float = 0.00001
+    max_num_batched_tokens: int = 8192  # token budget of one engine step (chunked prefill)
 
     def with_overrides(self, **overrides: Any) -> Profile:
         """A copy with the non-None overrides applied, validated."""
@@ -42,7 +50,7 @@ class Profile:
                 raise ValueError(f"{field}: must be >= 0, got {getattr(self, field)}")
         if self.time_factor_under_load < 1:
             raise ValueError(f"time_factor_under_load: must be >= 1, got {self.time_factor_under_load}")
-        for field in ("max_num_seqs", "num_gpu_blocks", "block_size", "max_model_len"):
+        for field in ("max_num_seqs", "num_gpu_blocks", "block_size", "max_model_len", "max_num_batched_tokens"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field}: must be >= 1, got {getattr(self, field)}")
 
@@ -72,8 +80,27 @@ def load_factor(profile: Profile, running: int) -> float:
     return 1.0 + (profile.time_factor_under_load - 1.0) * fill
 
 
-def prefill_time(profile: Profile, uncached_tokens: int, running: int) -> float:
-    return profile.prefill_overhead + uncached_tokens * profile.time_per_prefill_token * load_factor(profile, running)
+def prefill_time(profile: Profile, uncached_tokens: int) -> float:
+    """Time to first token of a request alone on the engine."""
+    return profile.prefill_overhead + uncached_tokens * profile.time_per_prefill_token
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    duration: float
+    prefill_chunks: list[int]  # prompt tokens taken from each prefilling request, in queue order
+
+
+def plan_step(profile: Profile, running: int, decoding: int, prefill_left: Sequence[int]) -> StepPlan:
+    """One engine step: a token per decoding sequence, then prompt chunks FIFO within the budget."""
+    budget = max(0, profile.max_num_batched_tokens - decoding)
+    chunks: list[int] = []
+    for left in prefill_left:
+        take = min(left, budget)
+        chunks.append(take)
+        budget -= take
+    duration = inter_token_time(profile, running) if decoding else 0.0
+    return StepPlan(duration + sum(chunks) * profile.time_per_prefill_token, chunks)
 
 
 def inter_token_time(profile: Profile, running: int) -> float:

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enginesim.generation import TokenStream, continuation
-from enginesim.latency import get_profile, inter_token_time, load_factor, prefill_time, transfer_time
+from enginesim.latency import (
+    get_profile,
+    inter_token_time,
+    load_factor,
+    plan_step,
+    prefill_time,
+    transfer_time,
+)
 from enginesim.tokenizer import get_tokenizer
 
 P8 = get_profile("8b-h100")
@@ -41,8 +48,28 @@ def test_inter_token_latency_grows_with_the_batch() -> None:
 
 
 def test_prefill_time_is_overhead_plus_uncached_tokens() -> None:
-    assert prefill_time(P8, 1000, 1) == pytest.approx(0.030 + 0.25)
-    assert prefill_time(P8, 0, 1) == pytest.approx(0.030)
+    assert prefill_time(P8, 1000) == pytest.approx(0.030 + 0.25)
+    assert prefill_time(P8, 0) == pytest.approx(0.030)
+
+
+def test_step_with_only_a_prefill_lasts_its_tokens() -> None:
+    plan = plan_step(P8, running=1, decoding=0, prefill_left=[1000])
+    assert plan.prefill_chunks == [1000]
+    assert plan.duration == pytest.approx(1000 * P8.time_per_prefill_token)
+
+
+def test_step_with_only_decodes_lasts_one_inter_token_interval() -> None:
+    assert plan_step(P8, running=4, decoding=4, prefill_left=[]).duration == inter_token_time(P8, 4)
+
+
+def test_prefill_in_a_decode_step_stretches_the_step() -> None:
+    mixed = plan_step(P8, running=5, decoding=4, prefill_left=[2000])
+    assert mixed.duration == pytest.approx(inter_token_time(P8, 5) + 2000 * P8.time_per_prefill_token)
+
+
+def test_step_budget_chunks_long_prompts_fifo() -> None:
+    plan = plan_step(P8.with_overrides(max_num_batched_tokens=1000), running=3, decoding=2, prefill_left=[700, 700])
+    assert plan.prefill_chunks == [700, 298]
 
 
 def test_transfer_time_is_latency_plus_tokens() -> None:
