@@ -70,7 +70,7 @@ def violations(snapshot: Snapshot, gangs: list[Gang], plan: Plan) -> list[str]:
             usage[node] = add(usage.get(node, {}), pod.requests)
         group_tier = gang.group_policy.hard_tier if gang.group_policy else None
         if group_tier is not None and assigned:
-            actual = snapshot.lca_tier(assigned.values())
+            actual = snapshot.lca_tier([*assigned.values(), *(n for n in gang.anchored_nodes if n in snapshot.nodes)])
             if actual > group_tier:
                 out.append(f"{gang.name}: spans tier {actual} > groupPolicy {group_tier}")
     for node, used in usage.items():

@@ -273,8 +273,12 @@ async def plan_round() -> Plan | None:
     gated_pods: dict[str, dict[str, Any]] = {}
     for key in ready:
         gated = [p for p in waiting[key] if is_gated(p)]
+        # Members already bound or planned: the group's topology domain must hold them too.
+        placed = [node for p in waiting[key] if not is_gated(p)
+                  and (node := (p.get("spec") or {}).get("nodeName")
+                       or ((p.get("metadata") or {}).get("annotations") or {}).get(PLANNED_NODE_ANNOTATION))]
         try:
-            gangs.append(gang_from_objects(podgroups[key], gated, name=f"{key[0]}/{key[1]}"))
+            gangs.append(gang_from_objects(podgroups[key], gated, name=f"{key[0]}/{key[1]}", anchored_nodes=placed))
         except ValueError as exc:
             log.warning("cannot read gang", extra={"gang": f"{key[0]}/{key[1]}", "error": str(exc)})
             continue

@@ -73,7 +73,7 @@ def _matches(labels: Mapping[str, str], selector: Mapping[str, Any] | None) -> b
 
 
 def gang_from_objects(podgroup: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
-                      name: str | None = None) -> Gang:
+                      name: str | None = None, anchored_nodes: Sequence[str] = ()) -> Gang:
     """One gang from a PodGroup (may be None: one role replica per task-spec) and its pods."""
     if not pods:
         raise ValueError("gang_from_objects: needs at least one pod")
@@ -122,7 +122,7 @@ def gang_from_objects(podgroup: Mapping[str, Any] | None, pods: Sequence[Mapping
     priority = max(int((p.get("spec") or {}).get("priority") or 0) for p in pods)
     return Gang(name=gang_name, role_replicas=tuple(replicas),
                 group_policy=policy_from(pg_spec.get("networkTopology"), where),
-                role_policies=role_policies, priority=priority)
+                role_policies=role_policies, priority=priority, anchored_nodes=tuple(sorted(set(anchored_nodes))))
 
 
 def _natural(values: tuple[str, ...]) -> tuple[tuple[int, int | str], ...]:

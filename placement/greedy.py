@@ -160,8 +160,11 @@ def place_gang(state: CapacityState, gang: Gang, eligibility: Eligibility) -> di
     bound = gang.group_policy.hard_tier if gang.group_policy and gang.group_policy.hard_tier else snap.max_tier
     replicas = sorted(gang.role_replicas, key=lambda r: (not r.required, -r.demand.get(GPU, 0), r.name))
     requests = {p.name: p.requests for p in gang.pods}
+    anchors = [snap.leaf_of[n] for n in gang.anchored_nodes if n in snap.leaf_of]
     for tier_group in _candidates(state, None, bound, gang.required_demand):
         for domain in tier_group:
+            if any(domain not in snap.chain(leaf) for leaf in anchors):
+                continue  # the group's domain must also hold its members that already run
             assignments: dict[str, str] = {}
             ok = True
             for rr in replicas:

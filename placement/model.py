@@ -160,6 +160,8 @@ class Gang:
     # Per-role override of role_policy (Kthena applies one rolePolicy to every role).
     role_policies: Mapping[str, TopologyPolicy] = field(default_factory=dict)
     priority: int = 0
+    # Nodes where other members of this ServingGroup already run: groupPolicy spans them too.
+    anchored_nodes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.role_replicas:

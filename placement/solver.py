@@ -50,7 +50,7 @@ class SolveOptions:
     max_repair_rounds: int = 3
     log_search: bool = False
     # Break ties in the number of gangs placed by GPUs placed (use capacity) rather than leaving it free.
-    gpu_tiebreak: bool = False
+    gpu_tiebreak: bool = True
 
 
 @dataclass
@@ -223,7 +223,7 @@ class _Problem:
             if not assigned:
                 continue
             placed_weight += self.weights[gi]
-            nodes = list(assigned.values())
+            nodes = [*assigned.values(), *(n for n in gang.anchored_nodes if n in snap.leaf_of)]
             spread += snap.tier[snap.lca(nodes)] - 1
             for ri in self.gang_rrs[gi]:
                 rr = self.rrs[ri].replica
@@ -423,7 +423,9 @@ class _LeafModel:
             pv = m.new_bool_var(f"placed{gi}")
             placed_vars.append(pv)
             need = gang.required_demand
-            cands = [d for d in snap.domains_within(p.group_tier[gi]) if _covers(p, d, need)]
+            anchors = [snap.leaf_of[n] for n in gang.anchored_nodes if n in snap.leaf_of]
+            cands = [d for d in snap.domains_within(p.group_tier[gi]) if _covers(p, d, need)
+                     and all(d in snap.chain(leaf) for leaf in anchors)]
             if not cands:
                 m.add(pv == 0)
             for d in cands:

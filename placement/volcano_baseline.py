@@ -147,7 +147,7 @@ class _Allocator:
         policy = gang.policy_for(rr.role)
         tier = policy.hard_tier if policy and policy.hard_tier is not None else self.snap.max_tier
         for gradient in self.gradients(within, tier, rr.demand):
-            best: tuple[float, str] | None = None
+            best: tuple[float, dict[str, str]] | None = None
             for domain in gradient:
                 score = self.hypernode_score(domain, rr.demand)
                 placed = self.allocate_tasks(rr.pods, domain, job_domain)
@@ -155,12 +155,17 @@ class _Allocator:
                     continue
                 self.undo(placed, rr.pods)
                 if best is None or score > best[0]:
-                    best = (score, domain)
+                    best = (score, placed)
             if best is not None:
-                placed = self.allocate_tasks(rr.pods, best[1], job_domain)
-                assert placed is not None
-                return placed, best[0]
+                # Commit the dry run that won (Volcano commits its saved Statement).
+                self.redo(best[1], rr.pods)
+                return best[1], best[0]
         return None
+
+    def redo(self, placed: dict[str, str], pods: Sequence[PodRequest]) -> None:
+        requests = {p.name: p.requests for p in pods}
+        for pod, node in placed.items():
+            self.state.take(node, requests[pod])
 
     def allocate_in(self, gang: Gang, domain: str) -> tuple[dict[str, str], float] | None:
         assignments: dict[str, str] = {}
@@ -183,7 +188,7 @@ class _Allocator:
         policy = gang.group_policy
         tier = policy.hard_tier if policy and policy.hard_tier is not None else self.snap.max_tier
         for gradient in self.gradients(self.snap.root, tier, gang.required_demand):
-            best: tuple[float, str] | None = None
+            best: tuple[float, dict[str, str]] | None = None
             for domain in gradient:
                 result = self.allocate_in(gang, domain)
                 if result is None:
@@ -191,11 +196,10 @@ class _Allocator:
                 placed, score = result
                 self.undo(placed, gang.pods)
                 if best is None or score > best[0]:
-                    best = (score, domain)
+                    best = (score, placed)
             if best is not None:
-                final = self.allocate_in(gang, best[1])
-                assert final is not None
-                return final[0]
+                self.redo(best[1], gang.pods)
+                return best[1]
         return None
 
 

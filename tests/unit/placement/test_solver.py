@@ -246,3 +246,12 @@ def test_the_solver_matches_brute_force_on_gangs_placed_and_spread(seed: int) ->
     plan = solve(snap, gangs, SolveOptions(time_limit_s=10.0))
     assert violations(snap, gangs, plan) == []
     assert (len(plan.placed), plan.stats["spread"]) == brute_force(snap, gangs)
+
+
+def test_a_gang_whose_members_already_run_stays_within_their_group_domain() -> None:
+    snap = cluster([[8, 8], [8, 8], [8, 8], [8, 8]], free={"n20": 8}, tiers=3)
+    rest = Gang("g", (RoleReplica("d", 0, (PodRequest("d0", {GPU: 8}),)),),
+                TopologyPolicy("hard", 2), TopologyPolicy("hard", 1), anchored_nodes=("n20",))
+    plan = solve(snap, [rest])
+    assert snap.leaf_of[plan.assignments["d0"]] in {"leaf2", "leaf3"}
+    assert violations(snap, [rest], plan) == []
