@@ -67,6 +67,8 @@ def _ms(value: float | None) -> float | None:
 @click.option("--time-per-prefill-token", "--prefill-time-per-token", type=float, help="ms per uncached prompt token.")
 @click.option("--prefill-overhead", type=float, help="ms added to every prefill.")
 @click.option("--inter-token-latency", type=float, help="ms between output tokens at batch size 1.")
+@click.option("--inter-token-latency-std-dev", type=float, help="ms of ITL jitter per step (clamped +-70%).")
+@click.option("--prefill-time-std-dev", type=float, help="ms of jitter on each request's prefill overhead.")
 @click.option("--time-factor-under-load", type=float, help="ITL/prefill multiplier at a full batch (>= 1).")
 @click.option("--max-num-seqs", "--max-running-requests", "max_num_seqs", type=int, help="Running batch limit.")
 @click.option("--max-waiting-queue-length", type=int, default=1000, show_default=True,
@@ -137,6 +139,8 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         prefill_overhead=_ms(opts["prefill_overhead"]),
         inter_token_latency=_ms(opts["inter_token_latency"]),
         time_factor_under_load=opts["time_factor_under_load"],
+        inter_token_latency_std_dev=_ms(opts["inter_token_latency_std_dev"]),
+        prefill_time_std_dev=_ms(opts["prefill_time_std_dev"]),
         max_num_seqs=opts["max_num_seqs"],
         max_model_len=opts["max_model_len"],
         max_num_batched_tokens=opts["max_num_batched_tokens"],

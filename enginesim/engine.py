@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class EngineRequest:
     _admitted: asyncio.Future[None] | None = None
     _prefill_done: asyncio.Future[None] | None = None
     _prefill_left: int = 0
+    _released: bool = False
 
     @property
     def all_ids(self) -> list[int]:
@@ -102,6 +104,8 @@ class EngineObserver(Protocol):
 
     def on_preemption(self, req: EngineRequest) -> None: ...
 
+    def on_aborted(self, req: EngineRequest) -> None: ...
+
 
 class NullObserver:
     def on_prefix_lookup(self, queried_tokens: int, hit_tokens: int) -> None:
@@ -117,6 +121,9 @@ class NullObserver:
         return None
 
     def on_preemption(self, req: EngineRequest) -> None:
+        return None
+
+    def on_aborted(self, req: EngineRequest) -> None:
         return None
 
 
@@ -166,6 +173,7 @@ class Engine:
         self._step_waiters: list[asyncio.Future[None]] = []
         self._step_task: asyncio.Task[None] | None = None
         self._prefilling: dict[str, EngineRequest] = {}
+        self._rng = random.Random(seed)
         self._decoding: set[str] = set()
 
     # -- state -----------------------------------------------------------
@@ -280,8 +288,13 @@ class Engine:
                                      [r._prefill_left for r in prefilling])
             for r, take in zip(prefilling, plan.prefill_chunks, strict=True):
                 r._prefill_left -= take
+            duration = plan.duration
+            if self.profile.inter_token_latency_std_dev > 0 and self._decoding:
+                itl = latency.inter_token_time(self.profile, len(self.running))
+                noisy = latency.jittered(itl, self.profile.inter_token_latency_std_dev, self._rng.gauss(0, 1))
+                duration += noisy - itl
             # Keep the schedule through small delays; after a stall, restart it instead of bursting.
-            deadline = max(deadline, self.clock.now() - 0.5 * plan.duration) + plan.duration
+            deadline = max(deadline, self.clock.now() - 0.5 * duration) + duration
             await self.clock.sleep_until(deadline)
             for r in prefilling:
                 if r._prefill_left > 0 or self._prefilling.get(r.request_id) is not r:
@@ -359,7 +372,9 @@ class Engine:
             work = 1  # the last prompt token is always computed locally
         else:
             if req.preemptions == 0:
-                await self.clock.sleep_until(start + self.profile.prefill_overhead)
+                overhead = latency.jittered(self.profile.prefill_overhead, self.profile.prefill_time_std_dev,
+                                            self._rng.gauss(0, 1))
+                await self.clock.sleep_until(start + overhead)
             work = max(1, uncached)
         req._prefill_left = work
         req._prefill_done = asyncio.get_running_loop().create_future()
@@ -434,8 +449,11 @@ class Engine:
 
     def abort(self, req: EngineRequest) -> None:
         """Release everything ``req`` holds; idempotent, safe at any stage."""
-        if req._admitted is None:
+        if req._admitted is None or req._released:
             return
+        req._released = True
+        if req.finish_reason is None:
+            self.observer.on_aborted(req)
         if req in self.waiting:
             self.waiting.remove(req)
         if self._prefilling.get(req.request_id) is req:

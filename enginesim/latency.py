@@ -36,6 +36,8 @@ class Profile:
     kv_transfer_latency: float = 0.005
     kv_transfer_time_per_token: float = 0.00001
     max_num_batched_tokens: int = 8192  # token budget of one engine step (chunked prefill)
+    inter_token_latency_std_dev: float = 0.0  # jitter of each step's decode part
+    prefill_time_std_dev: float = 0.0  # jitter of each request's prefill overhead
 
     def with_overrides(self, **overrides: Any) -> Profile:
         """A copy with the non-None overrides applied, validated."""
@@ -45,7 +47,8 @@ class Profile:
 
     def validate(self) -> None:
         for field in ("time_per_prefill_token", "prefill_overhead", "inter_token_latency",
-                      "kv_transfer_latency", "kv_transfer_time_per_token"):
+                      "kv_transfer_latency", "kv_transfer_time_per_token", "inter_token_latency_std_dev",
+                      "prefill_time_std_dev"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field}: must be >= 0, got {getattr(self, field)}")
         if self.time_factor_under_load < 1:
@@ -70,6 +73,13 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"profile: unknown profile {name!r}; expected one of {sorted(PROFILES)}") from None
+
+
+def jittered(mean: float, std_dev: float, gauss: float) -> float:
+    """``mean + std_dev * gauss`` clamped to +-70 % of the mean (llm-d-inference-sim's bound)."""
+    if std_dev <= 0 or mean <= 0:
+        return mean
+    return min(max(mean + std_dev * gauss, 0.3 * mean), 1.7 * mean)
 
 
 def load_factor(profile: Profile, running: int) -> float:

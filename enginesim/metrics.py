@@ -210,5 +210,8 @@ class EngineMetrics:
         if len(self._gen_window) > 10_000:
             del self._gen_window[:5_000]
 
+    def on_aborted(self, req: EngineRequest) -> None:
+        self.success.labels(*self.label_values, "abort").inc()
+
     def on_preemption(self, req: EngineRequest) -> None:
         self.preemptions.labels(*self.label_values).inc()

@@ -584,7 +584,9 @@ async def serve(config: SimConfig) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 50, 1000)
     # In-flight handlers get the grace period (below); whatever is left then is cancelled.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+    # handler_cancellation: a client that disconnects aborts its request, as in vLLM.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5,
+                           handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=4096)
     await site.start()

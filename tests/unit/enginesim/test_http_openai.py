@@ -9,6 +9,7 @@ import pytest
 from enginesim.blocks import hash_blocks
 from enginesim.generation import continuation
 from enginesim.testing import SimProcess as Sim
+from enginesim.testing import wait_until
 from enginesim.tokenizer import apply_chat_template, get_tokenizer
 
 TOK = get_tokenizer("whitespace")
@@ -140,3 +141,14 @@ def test_router_side_block_hashes_match_engine_cache(sim: Sim, client: openai.Op
 def test_health_and_version(sim: Sim) -> None:
     assert httpx.get(sim.url + "/health").status_code == 200
     assert "version" in httpx.get(sim.url + "/version").json()
+
+
+def test_client_disconnect_aborts_the_request(sim: Sim) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(sim.url + "/v1/completions", json={"prompt": "abandoned", "max_tokens": 2000}, timeout=0.3)
+
+    def aborted() -> bool:
+        text = httpx.get(sim.url + "/metrics").text
+        return 'vllm:request_success_total{engine="0",finished_reason="abort",model_name="sim-model"} 1.0' in text
+
+    wait_until(aborted, timeout=5)

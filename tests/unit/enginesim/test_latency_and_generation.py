@@ -10,6 +10,7 @@ from enginesim.generation import TokenStream, continuation
 from enginesim.latency import (
     get_profile,
     inter_token_time,
+    jittered,
     load_factor,
     plan_step,
     prefill_time,
@@ -74,6 +75,12 @@ def test_step_budget_chunks_long_prompts_fifo() -> None:
 
 def test_transfer_time_is_latency_plus_tokens() -> None:
     assert transfer_time(P8, 1000) == pytest.approx(P8.kv_transfer_latency + 1000 * P8.kv_transfer_time_per_token)
+
+
+def test_jitter_is_clamped_to_seventy_percent() -> None:
+    assert jittered(0.010, 0.005, 10.0) == pytest.approx(0.017)
+    assert jittered(0.010, 0.005, -10.0) == pytest.approx(0.003)
+    assert jittered(0.010, 0.0, 3.0) == 0.010
 
 
 def test_overrides_are_validated() -> None:
