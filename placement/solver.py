@@ -51,6 +51,9 @@ class SolveOptions:
     log_search: bool = False
     # Break ties in the number of gangs placed by GPUs placed (use capacity) rather than leaving it free.
     gpu_tiebreak: bool = True
+    # CP-SAT presolve probing: on this model it adds ~0.5M binary clauses from the containment
+    # rows for little gain; off (0) it solves 10,240-node instances ~3-4x faster.
+    probing_level: int = 0
 
 
 @dataclass
@@ -648,6 +651,7 @@ class _LeafModel:
         solver.parameters.num_workers = self.options.num_workers
         solver.parameters.relative_gap_limit = self.options.relative_gap
         solver.parameters.log_search_progress = self.options.log_search
+        solver.parameters.cp_model_probing_level = self.options.probing_level
         t0 = time.perf_counter()
         status = solver.solve(self.model)
         self.stats["cpsatSeconds"] = round(time.perf_counter() - t0, 4)
