@@ -587,6 +587,21 @@ def start_engines(setup: QualitySetup, workdir: Path) -> list[dict[str, Any]]:
     return engines
 
 
+async def engine_lag(engines: list[dict[str, Any]]) -> dict[str, float]:
+    """Event-loop lag of the engines during the run (real seconds): the simulation's fidelity.
+
+    The simulated clock is real time x time_scale, so a starved engine stretches every
+    simulated duration; a p99 lag well below the ITL / time_scale means the figures hold."""
+    lags: list[float] = []
+    async with aiohttp.ClientSession() as s:
+        for e in engines:
+            async with s.get(f"http://127.0.0.1:{e['port']}/debug/stats") as r:
+                stats = (await r.json())["event_loop_lag_seconds"]
+                lags.append(stats.get("p99") or 0.0)
+            await s.post(f"http://127.0.0.1:{e['port']}/debug/reset_loop_lag")
+    return {"p99_max_s": max(lags), "p99_mean_s": statistics.fmean(lags)}
+
+
 async def reset_engines(engines: list[dict[str, Any]]) -> None:
     async with aiohttp.ClientSession() as s:
         for e in engines:
@@ -617,8 +632,8 @@ WORKLOADS = ["shared_prefix", "multi_turn_chat", "no_shared_prefix"]
 
 
 async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
-                  workloads: Sequence[str] = tuple(WORKLOADS)) -> dict[str, Any]:
-    setup = QualitySetup()
+                  workloads: Sequence[str] = tuple(WORKLOADS), time_scale: float = 1.0) -> dict[str, Any]:
+    setup = QualitySetup(time_scale=time_scale)
     cluster_kv_tokens = setup.pods * setup.num_gpu_blocks * setup.block_size
     if quick:
         shared = shared_prefix_workload(groups=48, per_group=6, prefix_tokens=6000, question_tokens=100,
@@ -659,6 +674,7 @@ async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
                         res = await run_chat(url, users=32 if quick else 48, turns=4 if quick else 5,
                                              system_tokens=2000, question_tokens=150, output_tokens=48,
                                              think_s=5.0, scale=setup.time_scale)
+                    res["engine_loop_lag"] = await engine_lag(engines)
                 finally:
                     stop(router)
                 out[wname][strategy] = res
@@ -686,6 +702,8 @@ def main() -> None:
     ap.add_argument("--part", choices=["quality", "overhead", "all"], default="all")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="enginesim clock speed-up; 1 keeps fidelity on a loaded machine")
     ap.add_argument("--quick", action="store_true", help="smaller workloads (about a third of the time)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
@@ -700,7 +718,7 @@ def main() -> None:
             result["overhead"] = await overhead(workdir, args.quick)
         if args.part in ("quality", "all"):
             result["quality"] = await quality(workdir, args.quick, args.strategies.split(","),
-                                              args.workloads.split(","))
+                                              args.workloads.split(","), args.time_scale)
 
     uvloop.run(run())
     result["runtime_s"] = round(time.monotonic() - started, 1)

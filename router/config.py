@@ -105,12 +105,13 @@ def _p(type_: str, weight: float = 1.0, **params: Any) -> PluginRef:
     return PluginRef(type=type_, weight=weight, params=params)
 
 
-# The default: precise prefix affinity (approximate when no events) balanced against fresh
-# load (the router's own in-flight tokens) and engine KV/queue pressure; see docs/router.md.
+# The default (see docs/router.md): Dynamo's cost - queued uncached prefill plus the KV each
+# pod would hold, from the router's own fresh accounting and the engines' reports - with
+# prefix affinity from KV events (covered by routing history) and the engines' queues.
 BUILTIN_PROFILES: dict[str, ProfileConfig] = {
     "default": ProfileConfig(
-        filters=[_p("healthy"), _p("busy")],
-        scorers=[_p("kv-events", 3), _p("inflight", 2, by="tokens"), _p("queue", 1), _p("kv-usage", 1),
+        filters=[_p("healthy")],
+        scorers=[_p("cost-model", 3, overlap_weight=1.0), _p("kv-events", 1), _p("queue", 1),
                  _p("lora-affinity", 1)],
         picker=_p("max-score")),
     "random": ProfileConfig(picker=_p("random")),

@@ -4,9 +4,12 @@
 
 prefill_blocks: the pod's prefill backlog (uncached prompt tokens of requests routed to it
 that have not produced a first token) plus this request's uncached blocks on that pod.
-decode_blocks: the pod's active KV blocks (the larger of the router's own in-flight token
-count and the engine's reported KV usage) plus this request's blocks. The lowest cost wins;
-as a scorer the costs are min-max normalised so the cheapest pod scores 1. Temperature
+decode_blocks: the pod's active KV blocks (the larger of the KV the router's in-flight
+requests add - their uncached prompt plus output tokens, since cached prefixes are shared -
+and the engine's reported KV usage) plus the blocks this request adds there. The lowest cost wins;
+as a scorer the cheapest pod scores 1 and the others fall with their extra cost over a range
+padded by `slack_blocks`, so differences of a few blocks (noise for short prompts) do not
+outweigh the other scorers the way plain min-max normalisation would. Temperature
 sampling lives in `router.pickers.SoftmaxPicker`.
 """
 
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from router.endpoints import Endpoint
-from router.scheduling import SchedulingContext, min_max_inverse
+from router.scheduling import SchedulingContext
 
 
 def pod_cost(prompt_tokens: int, cached_fraction: float, endpoint: Endpoint, block_size: int,
@@ -26,7 +29,7 @@ def pod_cost(prompt_tokens: int, cached_fraction: float, endpoint: Endpoint, blo
     router_active = endpoint.inflight_tokens / block_size
     m = endpoint.metrics
     engine_active = m.kv_usage * m.num_gpu_blocks if m.num_gpu_blocks else 0.0
-    decode_blocks = max(router_active, engine_active) + (prompt_tokens + max_tokens) / block_size
+    decode_blocks = max(router_active, engine_active) + (uncached + max_tokens) / block_size
     return overlap_weight * prefill_blocks + decode_blocks
 
 
@@ -41,5 +44,12 @@ class CostModelScorer:
         return [pod_cost(tokens, ctx.cached_fraction(e), e, e.metrics.block_size or self.block_size,
                          self.overlap_weight, ctx.request.max_tokens) for e in endpoints]
 
+    slack_blocks: float = 64.0
+
     def score(self, ctx: SchedulingContext, endpoints: Sequence[Endpoint]) -> list[float]:
-        return min_max_inverse(self.costs(ctx, endpoints))
+        costs = self.costs(ctx, endpoints)
+        if not costs:
+            return []
+        lo, hi = min(costs), max(costs)
+        span = hi - lo + self.slack_blocks
+        return [1.0 - (c - lo) / span for c in costs]

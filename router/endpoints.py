@@ -46,7 +46,7 @@ class Endpoint:
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     loaded_loras: frozenset[str] = frozenset()  # from GET /v1/models
     inflight_requests: int = 0
-    inflight_tokens: int = 0  # prompt + expected output tokens of requests in flight
+    inflight_tokens: int = 0  # KV tokens in-flight requests add: uncached prompt + expected output
     inflight_prefill_tokens: int = 0  # uncached prompt tokens not yet past their first token
     healthy: bool = True
 

@@ -332,8 +332,8 @@ class Router:
         cached = ctx.cached_fraction(ep)
         outcome.cached_fraction = cached
         self.metrics.prefix_match.observe(cached)
-        tokens = ctx.prompt_tokens + ctx.request.max_tokens
         prefill = int(ctx.prompt_tokens * (1.0 - cached))
+        tokens = prefill + ctx.request.max_tokens  # the KV this request adds: cached prefixes are shared
         ep.begin(tokens, prefill)
         self.signals.approx.record(ep.name, ctx.approx_hashes)
         return tokens, prefill

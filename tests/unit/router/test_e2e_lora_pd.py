@@ -59,9 +59,9 @@ async def test_lora_adapter_is_loaded_on_a_pod_when_none_has_it(lora_cluster):
     assert again["x-caldera-pod"] == headers["x-caldera-pod"]
 
 
-def pd_server(connector: str, engine: str = "vLLM") -> dict:
-    return server("pd", model="base-model", engine=engine, labels={"app": "pd"},
-                  kvConnector={"type": connector},
+def pd_server(connector: str | None, engine: str = "vLLM") -> dict:
+    extra = {"kvConnector": {"type": connector}} if connector else {}
+    return server("pd", model="base-model", engine=engine, labels={"app": "pd"}, **extra,
                   selector={"pdGroup": {"groupKey": "group", "prefillLabels": {"role": "prefill"},
                                         "decodeLabels": {"role": "decode"}}})
 
@@ -94,7 +94,7 @@ async def test_sglang_prefill_and_decode_meet_through_the_bootstrap_room(engines
                             labels={"app": "pd", "group": "g0", "role": "prefill"})
     d = await engines.start("d0", "--mode", "sglang", "--disaggregation-mode", "decode",
                             labels={"app": "pd", "group": "g0", "role": "decode"})
-    r = await start_router(modelServers=[pd_server("sglang", engine="SGLang")], modelRoutes=[PD_ROUTE],
+    r = await start_router(modelServers=[pd_server(None, engine="SGLang")], modelRoutes=[PD_ROUTE],
                            endpoints=[p.endpoint(), d.endpoint()])
     status, body, headers = await r.complete({"model": "m", "prompt": PROMPT, "max_tokens": 5})
     assert status == 200 and headers["x-caldera-pod"] == "default/d0"
