@@ -238,6 +238,7 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
     solver.parameters.max_time_in_seconds = config.time_limit_s
     solver.parameters.num_workers = config.workers
     solver.parameters.relative_gap_limit = config.relative_gap
+    solver.parameters.cp_model_probing_level = 0  # small models: probing costs more than it saves
     status = solver.solve(m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         raise RuntimeError(f"optimizer: CP-SAT returned {solver.status_name(status)}")
