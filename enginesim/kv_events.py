@@ -114,8 +114,11 @@ class KVEventPublisher:
         self.config = config
         self.encoding = encoding
         self.topic = topic.encode("utf-8")
+        # PUB is a plain socket: a non-blocking send returns at once (PUB drops at the HWM);
+        # only the replay ROUTER needs asyncio.
+        self._pub_ctx = zmq.Context()
         self._ctx = zmq.asyncio.Context()
-        self._pub = self._ctx.socket(zmq.PUB)
+        self._pub = self._pub_ctx.socket(zmq.PUB)
         self._pub.set_hwm(config.hwm)
         endpoint = resolve_endpoint(config.endpoint, host)
         # vLLM: bind when the endpoint is a wildcard/ipc/inproc, else connect.
@@ -183,4 +186,5 @@ class KVEventPublisher:
         self._pub.close(linger=100)
         if self._replay is not None:
             self._replay.close(linger=0)
+        self._pub_ctx.term()
         self._ctx.term()
