@@ -80,6 +80,7 @@ class EngineRequest:
     _prefill_done: asyncio.Future[None] | None = None
     _prefill_left: int = 0
     _released: bool = False
+    _hit_tokens: int = 0  # prefix-cache hit of the latest admission (re-admissions after preemption too)
 
     @property
     def all_ids(self) -> list[int]:
@@ -364,7 +365,7 @@ class Engine:
     async def _prefill(self, req: EngineRequest) -> None:
         """Fixed overhead (or the KV transfer), then the uncached prompt through the engine steps."""
         tokens = len(req.prompt_ids) + len(req.output_ids)
-        uncached = tokens - req.num_cached_tokens
+        uncached = tokens - req._hit_tokens
         start = req.admitted_at if req.admitted_at is not None else self.clock.now()
         if req.remote_prefill and req.preemptions == 0:
             req.num_transferred_tokens = uncached
@@ -418,6 +419,7 @@ class Engine:
         self.blocks.touch(matched)
         req.block_ids = matched + self.blocks.allocate(fresh)
         req.committed_blocks = len(matched)
+        req._hit_tokens = len(matched) * bs
         del req.block_hashes[len(tokens) // bs :]
         if req.preemptions == 0:
             req.num_cached_tokens = len(matched) * bs
