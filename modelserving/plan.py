@@ -98,6 +98,8 @@ class _Ctx:
     partition: int = 0
     deleted_groups: set[int] = field(default_factory=set)
     deleted_roles: set[tuple[int, str, int]] = field(default_factory=set)
+    # Role replicas this plan creates pods for: never also deleted by a rollout in the same plan.
+    created_roles: set[tuple[int, str, int]] = field(default_factory=set)
 
     def template_for(self, revision: str) -> Template:
         """The template of `revision` with today's role replica counts (scaling is not an update)."""
@@ -189,6 +191,7 @@ def _create_role_replica(ctx: _Ctx, ordinal: int, template: Template, role_name:
     role = template.role(role_name)
     if role is None:
         return
+    ctx.created_roles.add((ordinal, role_name, index))
     for k, pod in enumerate(D.role_replica_pods(ctx.ms, ordinal, role, index, revision, ctx.options)):
         if only is None or k in only:
             ctx.plan.actions.append(Create("Pod", pod))
@@ -365,8 +368,11 @@ def plan(ms: ModelServing, obs: Observed, options: D.PodOptions, now: float) -> 
     # ServingGroup scale down.
     doomed = scale_down([Candidate(o, _group_ready(g, summaries_templates[o]), g.deletion_cost)
                          for o, g in groups.items()], ms.replicas, partition)
-    # Groups whose deletion we issued earlier stay out of every decision until they are gone.
+    # Groups whose deletion we issued earlier stay out of every decision until they are gone;
+    # look again soon, since a deletion that never shows up in the watch is forgotten after a while.
     ctx.deleted_groups |= {o for o in groups if o in obs.deleting_groups}
+    if obs.deleting_groups or obs.deleting_roles:
+        result.wait(5.0)
     for o in doomed:
         if not groups[o].terminating and o not in ctx.deleted_groups:
             _delete_group(ctx, groups[o], f"scale down to {ms.replicas} ServingGroups")
@@ -385,8 +391,11 @@ def plan(ms: ModelServing, obs: Observed, options: D.PodOptions, now: float) -> 
 
     # Rollout.
     if ms.rollout_type == "ServingGroupRollingUpdate":
+        # Groups still being created (no pods yet, or pods created by this plan) are not rolled:
+        # they come up at the revision they are created with and count as unavailable meanwhile.
+        creating = {o for o, _, _ in ctx.created_roles}
         units = [Unit(o, _group_updated(ctx, g), _group_ready(g, summaries_templates[o]))
-                 for o, g in groups.items() if o not in ctx.deleted_groups]
+                 for o, g in groups.items() if o not in ctx.deleted_groups and o not in creating and g.pods()]
         # Groups still to be created count as unavailable, so they are part of the budget.
         step = plan_step(units, ms.replicas, ms.resolved_max_unavailable(), partition)
         for o in step.replace:
@@ -450,7 +459,8 @@ def _role_rollout(ctx: _Ctx, groups: Mapping[int, GroupState], partition: int) -
         for role in ms.template.roles:
             replicas = group.roles.get(role.name, {})
             units = [Unit(i, all(p.role_hash == hashes[role.name] for p in rr.pods.values()),
-                          _role_ready(rr, role.pods_per_replica)) for i, rr in replicas.items()]
+                          _role_ready(rr, role.pods_per_replica)) for i, rr in replicas.items()
+                     if (o, role.name, i) not in ctx.created_roles and (o, role.name, i) not in ctx.deleted_roles]
             step = plan_step(units, role.replicas, ms.role_max_unavailable(role), ms.role_partition(role))
             for i in step.replace:
                 rr = replicas[i]

@@ -290,3 +290,17 @@ def test_bad_spec_names_the_field(seed: dict[str, Any]) -> None:
         assert "spec.template.roles[0].workerTemplate" in str(exc)
     else:
         raise AssertionError("expected a SpecError")
+
+
+def test_group_with_only_its_podgroup_is_completed_not_rolled(cluster: ObjectStore) -> None:
+    cluster.manifest["spec"]["replicas"] = 2
+    cluster.converge()
+    _set_image(cluster.manifest, "caldera/enginesim:v2")
+    # A crash between recreating group 1's PodGroup and its pods, in the middle of the rollout.
+    for name in [n for n in cluster.obs.pods if n.startswith("sample-1-")]:
+        del cluster.obs.pods[name]
+    p = cluster.reconcile()
+    assert not [a for a in p.actions if isinstance(a, DeleteMatching) and a.labels[L.GROUP_NAME_LABEL] == "sample-1"]
+    assert _image(cluster, "sample-1-prefill-0-0") == "caldera/enginesim:v2"
+    cluster.converge()
+    assert all(_image(cluster, n) == "caldera/enginesim:v2" for n in cluster.obs.pods)
