@@ -16,8 +16,12 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 def _handler(handler_id: str) -> Any:
     registry = kopf.get_default_registry()
-    handlers = {h.id: h for h in registry._webhooks.get_all_handlers()}
+    handlers = {str(h.id): h for h in registry._webhooks.get_all_handlers()}
     return handlers[handler_id].fn
+
+
+def _body(document: Any) -> kopf.Body:
+    return kopf.Body(document)
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -33,7 +37,7 @@ def test_every_kind_has_a_validating_and_a_defaulting_handler() -> None:
 
 
 def test_a_valid_object_is_admitted() -> None:
-    body = kopf.Body(_load("modelserving-network-topology.yaml"))
+    body = _body(_load("modelserving-network-topology.yaml"))
     assert _handler("validate-modelservings")(body=body, old=None) is None
 
 
@@ -41,7 +45,7 @@ def test_an_invalid_object_is_refused_with_422_and_the_field_path() -> None:
     document = _load("modelserving-network-topology.yaml")
     del document["spec"]["template"]["roles"][0]["workerTemplate"]
     with pytest.raises(kopf.AdmissionError) as caught:
-        _handler("validate-modelservings")(body=kopf.Body(document), old=None)
+        _handler("validate-modelservings")(body=_body(document), old=None)
     assert caught.value.code == 422
     assert "spec.template.roles[0].workerTemplate: workerTemplate is required" in str(caught.value)
 
@@ -51,7 +55,7 @@ def test_an_update_removing_the_gang_policy_is_refused() -> None:
     old["spec"]["template"]["gangPolicy"] = {"minRoleReplicas": {"prefill": 1}}
     new = _load("modelserving-network-topology.yaml")
     with pytest.raises(kopf.AdmissionError, match="gangPolicy is required once set"):
-        _handler("validate-modelservings")(body=kopf.Body(new), old=kopf.Body(old))
+        _handler("validate-modelservings")(body=_body(new), old=_body(old))
 
 
 def test_the_defaulting_handler_patches_an_absent_behavior() -> None:
