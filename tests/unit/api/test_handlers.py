@@ -60,7 +60,7 @@ def test_an_update_removing_the_gang_policy_is_refused() -> None:
 
 def test_the_defaulting_handler_patches_an_absent_behavior() -> None:
     document = _load("autoscalingpolicy-optimizer.yaml")
-    body = kopf.Body(document)
+    body = _body(document)
     patch = kopf.Patch(body=body)
     _handler("default-autoscalingpolicies")(body=body, patch=patch)
     operations = {(op["op"], op["path"]) for op in patch.as_json_patch()}
@@ -69,7 +69,7 @@ def test_the_defaulting_handler_patches_an_absent_behavior() -> None:
 
 def test_the_defaulting_handler_leaves_a_complete_object_alone() -> None:
     document = apply_defaults(_load("modelroute-canary.yaml"))
-    body = kopf.Body(document)
+    body = _body(document)
     patch = kopf.Patch(body=body)
     _handler("default-modelroutes")(body=body, patch=patch)
     assert patch.as_json_patch() == []
