@@ -56,12 +56,16 @@ def _expand(paths: tuple[str, ...]) -> Iterator[str]:
 
 
 def load_documents(source: str, text: str) -> list[Document]:
-    """Every non-empty YAML document of a file, in order."""
-    return [
-        Document(source, index, body)
-        for index, body in enumerate(yaml.safe_load_all(text))
-        if body is not None
-    ]
+    """Every non-empty YAML document of a file, in order; the items of a `kind: List` count as documents."""
+    documents: list[Document] = []
+    for body in yaml.safe_load_all(text):
+        if body is None:
+            continue
+        if isinstance(body, dict) and body.get("kind") == "List" and isinstance(body.get("items"), list):
+            documents += [Document(source, len(documents) + i, item) for i, item in enumerate(body["items"])]
+        else:
+            documents.append(Document(source, len(documents), body))
+    return documents
 
 
 def is_caldera(body: Any) -> bool:

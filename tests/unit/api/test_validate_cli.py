@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner
 
 from caldera.validate import validate_command
@@ -116,3 +117,15 @@ def test_the_console_script_exits_1_on_an_invalid_manifest(tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert "ModelRoute/canary: spec.rules[0].targetModels[0].weight" in result.stdout
+
+
+def test_the_items_of_a_list_are_validated(tmp_path: Path) -> None:
+    route = yaml.safe_load((EXAMPLES / "modelroute-canary.yaml").read_text())
+    broken = yaml.safe_load((EXAMPLES / "modelroute-lora.yaml").read_text())
+    broken["spec"]["rules"][0]["targetModels"][0]["weight"] = 101
+    manifest = tmp_path / "list.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [route, broken]}))
+    result = CliRunner().invoke(validate_command, ["-f", str(manifest)])
+    assert result.exit_code == 1
+    assert f"{manifest}: ModelRoute/qwen2-5-7b: valid" in result.output
+    assert f"{manifest}: ModelRoute/qwen-lora: spec.rules[0].targetModels[0].weight:" in result.output
