@@ -93,7 +93,7 @@ class PrometheusSource:
     def query(self, metric: PromMetric) -> MetricSample:
         try:
             result = self._client(metric.server_url).custom_query(
-                metric.query, params={"timeout": f"{self.timeout_s}s"})
+                metric.query, params={"timeout": f"{round(self.timeout_s * 1000)}ms"})
         except Exception as exc:  # the client raises requests' and its own errors alike
             log.warning("prometheus query for %s failed: %s", metric.name, exc)
             return MetricSample(metric.name, metric.target, None, None)
