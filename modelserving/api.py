@@ -8,12 +8,14 @@ in the generated CRD); cross-field admission rules live in `webhooks.validation`
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from caldera.k8s.meta import Condition, ObjectMeta, TemplateMetadata
 from caldera.k8s.pod import PodSpec
+from caldera.k8s.resources import add, pod_requests, scale
 from caldera.k8s.types import Int32, Int64, IntOrPercent, KubeModel, cel
 
 GROUP = "workload.serving.volcano.sh"
@@ -105,6 +107,13 @@ class Role(KubeModel):
         """Pods in one replica of this role: the entry pod plus its workers."""
         return 1 + self.worker_replicas
 
+    def requests_per_replica(self) -> dict[str, Decimal]:
+        """Resources one replica of this role requests: its entry pod plus its worker pods."""
+        entry = pod_requests(self.entry_template.spec)
+        if self.worker_template is None or self.worker_replicas == 0:
+            return entry
+        return add(entry, scale(pod_requests(self.worker_template.spec), self.worker_replicas))
+
 
 class ServingGroup(KubeModel):
     """The template of one ServingGroup: its roles and how they are gang-scheduled and placed."""
@@ -140,6 +149,10 @@ class ServingGroup(KubeModel):
         if duplicates:
             raise ValueError(f"roles name must be unique: {', '.join(duplicates)} repeated")
         return self
+
+    def requests(self) -> dict[str, Decimal]:
+        """Resources one ServingGroup requests: every replica of every role."""
+        return add(*(scale(role.requests_per_replica(), role.replicas) for role in self.roles))
 
     def role(self, name: str) -> Role:
         for role in self.roles:
