@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +42,13 @@ from placement.plan import Plan, Reason
 from placement.release import (
     CONDITION_TYPE,
     MODELSERVING_NAME_LABEL,
-    PLANNED_AT_ANNOTATION,
     REASON_ANNOTATION,
     complete_groups,
     expected_pods,
     group_key,
     is_gated,
+    overdue_groups,
+    planned_unbound,
     release_patch,
 )
 from placement.snapshot import Snapshot
@@ -381,7 +383,7 @@ async def _mark_unplaceable(pods: list[dict[str, Any]], reason: Reason,
 
 
 # -- re-planning -----------------------------------------------------------------------------------
-async def _delete_for_replan(pod: dict[str, Any], cause: str) -> None:
+async def _delete_for_replan(pod: Mapping[str, Any], cause: str) -> None:
     meta = pod["metadata"]
     if not meta.get("ownerReferences"):
         return  # nobody would recreate it gated; leave it to Volcano
@@ -396,40 +398,16 @@ async def _delete_for_replan(pod: dict[str, Any], cause: str) -> None:
             raise
 
 
-def _planned_unbound(pod: dict[str, Any]) -> bool:
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    return (PLANNED_NODE_ANNOTATION in annotations and not (pod.get("spec") or {}).get("nodeName")
-            and not is_gated(pod) and not (pod.get("metadata") or {}).get("deletionTimestamp"))
-
-
 async def _replan_pods_on_missing_node(node: str) -> None:
     for pod in list(STATE.pods.values()):
         annotations = (pod.get("metadata") or {}).get("annotations") or {}
-        if _planned_unbound(pod) and annotations.get(PLANNED_NODE_ANNOTATION) == node:
+        if planned_unbound(pod) and annotations.get(PLANNED_NODE_ANNOTATION) == node:
             await _delete_for_replan(pod, "node-gone")
 
 
 async def _replan_overdue() -> None:
-    now = dt.datetime.now(dt.UTC)
-    overdue: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for pod in list(STATE.pods.values()):
-        if not _planned_unbound(pod):
-            continue
-        stamp = ((pod.get("metadata") or {}).get("annotations") or {}).get(PLANNED_AT_ANNOTATION)
-        try:
-            planned_at = dt.datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-        except ValueError:
-            continue
-        late = (now - planned_at).total_seconds() > STATE.settings.deadline_seconds
-        node_gone = pod["metadata"]["annotations"].get(PLANNED_NODE_ANNOTATION) not in STATE.topology.nodes
-        if late or node_gone:
-            overdue[group_key(pod)].append(pod)
-    for pods in overdue.values():
-        # The whole gang goes back: Volcano binds gangs atomically, so one stuck pod holds them all.
-        names = {p["metadata"]["name"] for p in pods}
-        key = group_key(pods[0])
-        for pod in list(STATE.pods.values()):
-            if group_key(pod) == key and _planned_unbound(pod) and pod["metadata"]["name"] not in names:
-                pods.append(pod)
+    groups = overdue_groups(list(STATE.pods.values()), dt.datetime.now(dt.UTC), STATE.settings.deadline_seconds,
+                            set(STATE.topology.nodes))
+    for pods in groups.values():
         for pod in pods:
             await _delete_for_replan(pod, "deadline")

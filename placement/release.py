@@ -9,6 +9,7 @@ capacity stays held and the deadline survives a restart) and removes Caldera's g
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,3 +111,35 @@ def complete_groups(
         if len(live) >= expected.get(key, 1):
             out.append(key)
     return sorted(out)
+
+
+def planned_unbound(pod: Mapping[str, Any]) -> bool:
+    """Released by the planner but not (yet) bound by Volcano."""
+    meta = pod.get("metadata") or {}
+    return (PLANNED_NODE_ANNOTATION in (meta.get("annotations") or {}) and not (pod.get("spec") or {}).get("nodeName")
+            and not is_gated(pod) and not meta.get("deletionTimestamp"))
+
+
+def overdue_groups(pods: Sequence[Mapping[str, Any]], now: dt.datetime, deadline_seconds: float,
+                   nodes: set[str]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """Gangs to send back for planning: some planned pod is still unbound past the deadline, or its
+    planned node is gone. The whole gang's unbound pods go back: Volcano binds gangs atomically,
+    so one stuck pod holds all of them."""
+    stuck: set[tuple[str, str]] = set()
+    for pod in pods:
+        if not planned_unbound(pod):
+            continue
+        annotations = pod["metadata"]["annotations"]
+        try:
+            planned_at = dt.datetime.strptime(annotations.get(PLANNED_AT_ANNOTATION) or "",
+                                              "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+        if (now - planned_at).total_seconds() > deadline_seconds or annotations[PLANNED_NODE_ANNOTATION] not in nodes:
+            stuck.add(group_key(pod))
+    out: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        key = group_key(pod)
+        if key in stuck and planned_unbound(pod):
+            out.setdefault(key, []).append(pod)
+    return out

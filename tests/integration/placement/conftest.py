@@ -97,7 +97,13 @@ class PlacementEnv:
 
 
 @pytest.fixture
-def placement_env(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[PlacementEnv]:
+def deadline_seconds() -> str:
+    """The placement controller's re-plan deadline; a test overrides this fixture to shorten it."""
+    return "120"
+
+
+@pytest.fixture
+def placement_env(local_cluster: LocalCluster, tmp_path: Path, deadline_seconds: str) -> Iterator[PlacementEnv]:
     namespace = f"pl-{uuid.uuid4().hex[:8]}"
     api = local_cluster.api_client()
     core = client.CoreV1Api(api)
@@ -106,7 +112,8 @@ def placement_env(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[Place
     port = free_port()
     log = open(tmp_path / "controller.log", "wb")  # noqa: SIM115
     env = {**os.environ, "KUBECONFIG": str(local_cluster.kubeconfig),
-           "CALDERA_PLACEMENT_WINDOW_SECONDS": "0.3", "CALDERA_PLACEMENT_TICK_SECONDS": "2"}
+           "CALDERA_PLACEMENT_WINDOW_SECONDS": "0.3", "CALDERA_PLACEMENT_TICK_SECONDS": "2",
+           "CALDERA_PLACEMENT_DEADLINE_SECONDS": deadline_seconds}
     proc = subprocess.Popen(
         [sys.executable, "-m", "caldera.cli", "--log-format", "json", "controller", "--placement=caldera",
          "--peering", "", "--no-webhooks", "--namespace", namespace, "--metrics-port", str(port),

@@ -1,6 +1,7 @@
 """Handing a planned pod to Volcano: the JSON patch, and when a gated group is complete."""
 
 import copy
+import datetime as dt
 from typing import Any
 
 import jsonpatch
@@ -12,6 +13,7 @@ from placement.release import (
     REASON_ANNOTATION,
     complete_groups,
     expected_pods,
+    overdue_groups,
     release_patch,
 )
 from topology.kube import PLANNED_NODE_ANNOTATION
@@ -107,3 +109,34 @@ def test_a_group_with_no_gated_pod_is_not_planned() -> None:
     pod = gated_pod()
     del pod["spec"]["schedulingGates"]
     assert complete_groups({("ns", "g"): [pod]}, {("ns", "g"): 1}) == []
+
+
+def planned(name: str, node: str, at: str, bound: bool = False, group: str = "g") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns",
+                         "annotations": {"scheduling.k8s.io/group-name": group, PLANNED_NODE_ANNOTATION: node,
+                                         PLANNED_AT_ANNOTATION: at}},
+            "spec": {"nodeName": node if bound else None}}
+
+
+NOW = dt.datetime(2026, 1, 1, 0, 2, tzinfo=dt.UTC)
+
+
+def test_a_gang_left_unbound_past_the_deadline_goes_back_whole() -> None:
+    pods = [planned("a", "n1", "2026-01-01T00:00:00Z"), planned("b", "n2", "2026-01-01T00:01:59Z")]
+    overdue = overdue_groups(pods, NOW, 60, {"n1", "n2"})
+    assert [p["metadata"]["name"] for p in overdue[("ns", "g")]] == ["a", "b"]
+
+
+def test_bound_pods_are_never_sent_back() -> None:
+    pods = [planned("a", "n1", "2026-01-01T00:00:00Z"), planned("b", "n2", "2026-01-01T00:00:00Z", bound=True)]
+    assert [p["metadata"]["name"] for p in overdue_groups(pods, NOW, 60, {"n1", "n2"})[("ns", "g")]] == ["a"]
+
+
+def test_a_pod_planned_on_a_vanished_node_goes_back_before_the_deadline() -> None:
+    pods = [planned("a", "gone", "2026-01-01T00:01:59Z")]
+    assert ("ns", "g") in overdue_groups(pods, NOW, 60, {"n1"})
+
+
+def test_pods_within_the_deadline_on_live_nodes_stay() -> None:
+    pods = [planned("a", "n1", "2026-01-01T00:01:30Z")]
+    assert overdue_groups(pods, NOW, 60, {"n1"}) == {}
