@@ -67,6 +67,11 @@ def start(spec: ProcessSpec, run_dir: Path, log_dir: Path) -> int:
         proc = subprocess.Popen(spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True, close_fds=True)
     _pid_file(run_dir, spec.name).write_text(f"{proc.pid} {spec.argv[0]}")
+    # Popen returns once the exec has begun, but the kernel fills in the new command line a
+    # moment later; until then /proc/<pid>/cmdline is empty and the pid would not look ours.
+    deadline = time.monotonic() + 5.0
+    while not _cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     return proc.pid
 
 
