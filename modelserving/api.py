@@ -24,6 +24,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 ROLE_NAME_PATTERN = r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"
 ROLE_NAME_MAX_LENGTH = 12
+DNS1035_LABEL_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MAX_ROLES = 4
 
 RecoveryPolicy = Literal["ServingGroupRecreate", "RoleRecreate", "None"]
@@ -93,7 +94,32 @@ class RollingUpdateConfiguration(KubeModel):
 class Role(KubeModel):
     """One role of a ServingGroup (e.g. prefill, decode): `replicas` x (1 entry + N worker) pods."""
 
-    name: Annotated[str, Field(max_length=ROLE_NAME_MAX_LENGTH, pattern=ROLE_NAME_PATTERN)]
+    # Kthena checks this in its webhook only; the CRD enforces it too, so objects created while
+    # the webhook is not installed cannot make the controller generate pods it cannot create.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.workerReplicas == 0 || has(self.workerTemplate)",
+                    "workerTemplate is required when workerReplicas is greater than 0",
+                    fieldPath=".workerTemplate",
+                )
+            ]
+        }
+    )
+
+    name: Annotated[
+        str,
+        Field(
+            max_length=ROLE_NAME_MAX_LENGTH,
+            pattern=ROLE_NAME_PATTERN,
+            json_schema_extra={
+                "x-kubernetes-validations": [
+                    cel(f"self.matches('{DNS1035_LABEL_PATTERN}')", "role name must be a valid DNS-1035 label")
+                ]
+            },
+        ),
+    ]
     replicas: Annotated[Int32, Field(ge=0)] = 1
     entry_template: PodTemplateSpec
     worker_replicas: Annotated[Int32, Field(ge=0)]

@@ -11,6 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from caldera.crdgen import structural_violations
+from caldera.localcluster import resources
 from modelserving.api import ModelServing
 from webhooks.kinds import BY_KIND, RESOURCES, Resource
 from webhooks.validation import validate_object
@@ -18,11 +19,20 @@ from webhooks.validation import validate_object
 pytestmark = pytest.mark.cluster
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+CRDS = Path(__file__).resolve().parents[3] / "crds"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def current_crds(local_cluster: Any) -> None:
+    """A reused cluster may hold CRDs from an older commit: apply the committed ones (idempotent)."""
+    crd_client = resources.Client(local_cluster.kubeconfig)
+    names = crd_client.apply_files(sorted(CRDS.glob("*.yaml")))
+    crd_client.wait_crds_established(names, timeout=60)
 
 
 @pytest.fixture
@@ -108,6 +118,22 @@ def test_a_role_name_over_12_characters_is_rejected(custom: client.CustomObjects
     body = _sample()
     body["spec"]["template"]["roles"][0]["name"] = "prefill-stage"
     assert "spec.template.roles[0].name" in _rejection(custom, cluster_namespace, body)
+
+
+def test_an_uppercase_role_name_is_rejected_by_cel(custom: client.CustomObjectsApi, cluster_namespace: str) -> None:
+    body = _sample()
+    body["spec"]["template"]["roles"][0]["name"] = "Prefill"
+    assert "role name must be a valid DNS-1035 label" in _rejection(custom, cluster_namespace, body)
+
+
+def test_workers_without_a_worker_template_are_rejected_by_cel(
+    custom: client.CustomObjectsApi, cluster_namespace: str
+) -> None:
+    body = _sample()
+    del body["spec"]["template"]["roles"][0]["workerTemplate"]
+    message = _rejection(custom, cluster_namespace, body)
+    assert "spec.template.roles[0].workerTemplate" in message
+    assert "workerTemplate is required when workerReplicas is greater than 0" in message
 
 
 def test_duplicate_role_names_are_rejected_by_cel(custom: client.CustomObjectsApi, cluster_namespace: str) -> None:

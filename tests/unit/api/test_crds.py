@@ -125,6 +125,12 @@ def test_kthena_cel_rules_are_on_the_modelserving_schema() -> None:
     assert (template["properties"]["roles"]["minItems"], template["properties"]["roles"]["maxItems"]) == (1, 4)
 
 
+def test_role_rules_the_webhook_has_are_also_cel_rules() -> None:
+    roles = _schema("ModelServing")["properties"]["spec"]["properties"]["template"]["properties"]["roles"]
+    assert _rules(roles["items"]) == ["self.workerReplicas == 0 || has(self.workerTemplate)"]
+    assert _rules(roles["items"]["properties"]["name"]) == ["self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"]
+
+
 def test_binding_schema_requires_exactly_one_target() -> None:
     spec = _schema("AutoscalingPolicyBinding")["properties"]["spec"]
     assert _rules(spec) == ["has(self.heterogeneousTarget) != has(self.homogeneousTarget)"]
