@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -47,7 +48,16 @@ PY = sys.executable
 NOFILE = 200_000
 
 
+def _die_with_parent() -> None:
+    """Child processes get SIGTERM when the benchmark dies, so none outlive an interrupted run."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def raise_nofile() -> None:
+    _die_with_parent()
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     except (ValueError, OSError):
@@ -568,7 +578,11 @@ class QualitySetup:
     block_size: int = 16
 
 
-def start_engines(setup: QualitySetup, workdir: Path) -> list[dict[str, Any]]:
+def start_engines(setup: QualitySetup, workdir: Path, engine_dir: Path | None = None) -> list[dict[str, Any]]:
+    """8 enginesim processes; from `engine_dir` (a snapshot of the package) when given."""
+    env = dict(os.environ)
+    if engine_dir is not None:
+        env["PYTHONPATH"] = f"{engine_dir}:{env.get('PYTHONPATH', '')}"
     engines = []
     for i in range(setup.pods):
         port, kv, replay = free_port(), free_port(), free_port()
@@ -580,7 +594,8 @@ def start_engines(setup: QualitySetup, workdir: Path) -> list[dict[str, Any]]:
                                                  "endpoint": f"tcp://*:{kv}", "replay_endpoint": f"tcp://*:{replay}",
                                                  "topic": f"kv@pod-{i}@llama"})]
         log = (workdir / f"engine-{i}.log").open("wb")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                cwd=engine_dir or ROOT, env=env)
         engines.append({"proc": proc, "port": port, "endpoint": {
             "name": f"pod-{i}", "address": f"127.0.0.1:{port}", "labels": {"app": "llama"},
             "kvEvents": f"tcp://127.0.0.1:{kv}", "kvReplay": f"tcp://127.0.0.1:{replay}"}})
@@ -632,7 +647,8 @@ WORKLOADS = ["shared_prefix", "multi_turn_chat", "no_shared_prefix"]
 
 
 async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
-                  workloads: Sequence[str] = tuple(WORKLOADS), time_scale: float = 1.0) -> dict[str, Any]:
+                  workloads: Sequence[str] = tuple(WORKLOADS), time_scale: float = 1.0,
+                  engine_dir: Path | None = None) -> dict[str, Any]:
     setup = QualitySetup(time_scale=time_scale)
     cluster_kv_tokens = setup.pods * setup.num_gpu_blocks * setup.block_size
     if quick:
@@ -644,7 +660,7 @@ async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
     prefix_total = len({it[1]["prompt"][:200] for it in shared.items}) * 6000
     unique = unique_workload(n=150 if quick else 300, prompt_tokens=1000, output_tokens=24,
                              rate=12 if quick else 14)
-    engines = start_engines(setup, workdir)
+    engines = start_engines(setup, workdir, engine_dir)
     out: dict[str, Any] = {"setup": {
         "pods": setup.pods, "profile": "8b-h100", "time_scale": setup.time_scale,
         "kv_blocks_per_pod": setup.num_gpu_blocks, "block_size": setup.block_size,
@@ -704,6 +720,8 @@ def main() -> None:
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--time-scale", type=float, default=1.0,
                     help="enginesim clock speed-up; 1 keeps fidelity on a loaded machine")
+    ap.add_argument("--enginesim-rev", help="run the engines from this git revision of enginesim/ "
+                    "(a snapshot), not the working tree")
     ap.add_argument("--quick", action="store_true", help="smaller workloads (about a third of the time)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
@@ -712,13 +730,22 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="caldera-router-bench-"))
     result: dict[str, Any] = {"benchmark": "router", "workdir": str(workdir)}
     started = time.monotonic()
+    engine_dir = None
+    if args.enginesim_rev:
+        engine_dir = workdir / "enginesim-snapshot"
+        engine_dir.mkdir()
+        archive = subprocess.run(["git", "archive", args.enginesim_rev, "enginesim"], cwd=ROOT,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(engine_dir)], input=archive, check=True)
+        result["enginesim_rev"] = subprocess.run(["git", "rev-parse", "--short", args.enginesim_rev], cwd=ROOT,
+                                                 capture_output=True, text=True).stdout.strip()
 
     async def run() -> None:
         if args.part in ("overhead", "all"):
             result["overhead"] = await overhead(workdir, args.quick)
         if args.part in ("quality", "all"):
             result["quality"] = await quality(workdir, args.quick, args.strategies.split(","),
-                                              args.workloads.split(","), args.time_scale)
+                                              args.workloads.split(","), args.time_scale, engine_dir)
 
     uvloop.run(run())
     result["runtime_s"] = round(time.monotonic() - started, 1)

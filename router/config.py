@@ -121,6 +121,8 @@ BUILTIN_PROFILES: dict[str, ProfileConfig] = {
                             picker=_p("max-score")),
     "precise": ProfileConfig(scorers=[_p("kv-events", 3, fallback_to_approximate=False), _p("queue", 2),
                                       _p("kv-usage", 2)], picker=_p("max-score")),
+    "affinity": ProfileConfig(scorers=[_p("kv-events", 3), _p("inflight", 1, by="requests"), _p("queue", 1)],
+                              picker=_p("max-score")),
     "dynamo": ProfileConfig(scorers=[_p("cost-model", 1, overlap_weight=1.0)], picker=_p("max-score")),
 }
 
