@@ -94,7 +94,7 @@ class ApiRecorder:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context), auto_decompress=False)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -122,12 +122,13 @@ class ApiRecorder:
         assert self._loop is not None
 
         async def shutdown() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
+            # Close the upstream side first: it ends the watches still streaming through us.
             if self._session is not None:
                 await self._session.close()
+            if self._runner is not None:
+                await self._runner.cleanup()
 
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
