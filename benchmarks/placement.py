@@ -54,15 +54,17 @@ def cluster(tiers: list[tuple[str, int]], nodes_per_leaf: int) -> Snapshot:
     return Snapshot.from_topology(spec.topology())
 
 
-def occupy(snapshot: Snapshot, fraction: float, rng: random.Random) -> Snapshot:
-    """Take `fraction` of all GPUs in scattered chunks of 1, 2 or 4 GPUs on random nodes."""
+def occupy(snapshot: Snapshot, fraction: float, rng: random.Random, pattern: str = "chunks") -> Snapshot:
+    """Take `fraction` of all GPUs, scattered: in chunks of 1, 2 or 4 GPUs on random nodes
+    (`chunks`: fragments nodes), or as whole random nodes (`nodes`: fragments leaves and spines)."""
     nodes = sorted(snapshot.nodes)
     target = int(fraction * sum(snapshot.nodes[n].allocatable.get(GPU, 0) for n in nodes))
     usage: dict[str, Resources] = {}
     taken = 0
+    sizes = (1, 2, 2, 4) if pattern == "chunks" else (8,)
     while taken < target:
         node = rng.choice(nodes)
-        chunk = min(rng.choice((1, 2, 2, 4)), target - taken)
+        chunk = min(rng.choice(sizes), target - taken)
         used = usage.get(node, {}).get(GPU, 0)
         if used + chunk > snapshot.nodes[node].allocatable.get(GPU, 0):
             continue
@@ -76,6 +78,7 @@ def serving_group(name: str, kind: str, rng: random.Random, role_tier: int = 1, 
         return RoleReplica(role=role, index=index, pods=tuple(
             PodRequest(f"{name}-{role}-{index}-{k}", pod_requests(gpus)) for k in range(pods)))
 
+    replicas: tuple[RoleReplica, ...]
     if kind == "1p1d":
         replicas = (replica("prefill", 0, rng.choice((1, 2)), rng.choice((4, 8))),
                     replica("decode", 0, rng.choice((1, 2)), rng.choice((4, 8))))
@@ -140,14 +143,16 @@ def caldera_stream(snapshot: Snapshot, gangs: list[Gang], window: int, options: 
 def scenario_a(quick: bool) -> dict[str, Any]:
     base = cluster([("core", 1), ("spine", 4), ("leaf", 8)], 8)
     out: dict[str, Any] = {}
-    for fraction in (0.0, 0.3, 0.6):
+    cases = [("chunks", 0.0), ("chunks", 0.3), ("chunks", 0.6), ("nodes", 0.3), ("nodes", 0.6)]
+    for pattern, fraction in cases:
         rng = random.Random(int(fraction * 100) + 7)
-        snap = occupy(base, fraction, rng)
+        snap = occupy(base, fraction, rng, pattern)
         free = sum(f.get(GPU, 0) for f in snap.free.values())
         gangs = stream(rng, free)
         row: dict[str, Any] = {"freeGpus": free, "streamGangs": len(gangs),
                                "streamGpus": sum(g.gpus for g in gangs)}
-        for label, config in (("volcanoDefault", VolcanoConfig()), ("volcanoBinpackGpu", VolcanoConfig.local_cluster())):
+        for label, config in (("volcanoChartDefault", VolcanoConfig()),
+                              ("volcanoLocalClusterConfig", VolcanoConfig.local_cluster())):
             t0 = time.perf_counter()
             result = volcano_allocate(snap, gangs, config)
             row[label] = {**metrics(snap, gangs, result), "seconds": round(time.perf_counter() - t0, 3)}
@@ -155,27 +160,31 @@ def scenario_a(quick: bool) -> dict[str, Any]:
             t0 = time.perf_counter()
             options = SolveOptions(time_limit_s=2.0 if quick else 5.0)
             result, plans = caldera_stream(snap, gangs, window, options)
-            row[f"caldera_window{window}"] = {
+            row[f"calderaWindow{window}"] = {
                 **metrics(snap, gangs, result), "seconds": round(time.perf_counter() - t0, 3),
                 "solves": len(plans), "statuses": sorted({p.status for p in plans}),
-                "maxGap": round(max(p.gap for p in plans), 5),
             }
         t0 = time.perf_counter()
         offline = solve(snap, gangs, SolveOptions(time_limit_s=10.0 if quick else 30.0))
-        row["caldera_oneBatch"] = {
+        row["calderaOneBatch"] = {
             **metrics(snap, gangs, {g: r.assignments for g, r in offline.results.items() if r.placed}),
-            "seconds": round(time.perf_counter() - t0, 3), "status": offline.status, "gap": round(offline.gap, 5),
+            "seconds": round(time.perf_counter() - t0, 3), "status": offline.status,
         }
         t0 = time.perf_counter()
         bound = relaxation_bound(snap, gangs, time_limit_s=10.0 if quick else 30.0)
         row["upperBound"] = {**bound, "seconds": round(time.perf_counter() - t0, 3)}
-        best_volcano = max(row["volcanoDefault"]["gpus"], row["volcanoBinpackGpu"]["gpus"])
-        streamed = [v for k, v in row.items() if k.startswith("caldera_window")]
-        caldera_gpus = min(v["gpus"] for v in streamed)
-        row["calderaVsBestVolcanoGpuGainPct"] = round(100 * (caldera_gpus - best_volcano) / max(1, best_volcano), 2)
-        row["calderaGapToGpuBoundPct"] = round(100 * (bound["gpus"] - caldera_gpus) / max(1, bound["gpus"]), 2)
-        out[f"preoccupied{int(fraction * 100)}pct"] = row
-        print(json.dumps({f"preoccupied{int(fraction * 100)}pct": row}), file=sys.stderr)
+        best_gangs = max(row[k]["gangs"] for k in row if k.startswith("volcano"))
+        best_gpus = max(row[k]["gpus"] for k in row if k.startswith("volcano"))
+        row["summary"] = {
+            k: {"gangsMinusBestVolcano": v["gangs"] - best_gangs,
+                "gpuGainOverBestVolcanoPct": round(100 * (v["gpus"] - best_gpus) / max(1, best_gpus), 2),
+                "gpuGapToBoundPct": round(100 * (bound["gpus"] - v["gpus"]) / max(1, bound["gpus"]), 2),
+                "gangGapToBoundPct": round(100 * (bound["gangs"] - v["gangs"]) / max(1, bound["gangs"]), 2)}
+            for k, v in row.items() if k.startswith(("caldera", "volcano"))
+        }
+        key = f"{pattern}{int(fraction * 100)}pct"
+        out[key] = row
+        print(json.dumps({key: row}), file=sys.stderr)
     return out
 
 
