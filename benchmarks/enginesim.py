@@ -201,6 +201,7 @@ async def streams_part(log_dir: Path, n: int, max_tokens: int) -> dict[str, Any]
     tokens = sum(r["tokens"] for r in results)
     lag_max = max((s["max"] for s in samples), default=0.0)
     lag_p99 = max((s["p99"] for s in samples), default=0.0)
+    lag_p50 = statistics.median([s["p50"] for s in samples]) if samples else 0.0
     cpu_lag_max = max((s["max"] for s in cpu_samples), default=0.0)
     cpu_lag_p99 = max((s["p99"] for s in cpu_samples), default=0.0)
     cpu_share = (last["process_cpu_seconds"] - first["process_cpu_seconds"]) / max(t_last - t_first, 1e-9)
@@ -210,8 +211,10 @@ async def streams_part(log_dir: Path, n: int, max_tokens: int) -> dict[str, Any]
         "client_itl_p50_ms": round(statistics.median(gaps) * 1000, 2),
         "expected_itl_full_batch_ms": round(get_profile("70b-h100-tp8").inter_token_latency * 3 * 1000, 2),
         "server_cpu_share_of_one_core": round(cpu_share, 3),
+        "idle_baseline_loop_lag_wall_p50_ms": round(idle["event_loop_lag_seconds"]["p50"] * 1000, 3),
         "idle_baseline_loop_lag_wall_p99_ms": round(idle["event_loop_lag_seconds"]["p99"] * 1000, 3),
         "idle_baseline_loop_lag_wall_max_ms": round(idle["event_loop_lag_seconds"]["max"] * 1000, 3),
+        "server_loop_lag_wall_p50_ms": round(lag_p50 * 1000, 3),
         "server_loop_lag_wall_p99_ms": round(lag_p99 * 1000, 3),
         "server_loop_lag_wall_max_ms": round(lag_max * 1000, 3),
         "server_loop_lag_cpu_p99_ms": round(cpu_lag_p99 * 1000, 3),

@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -139,7 +140,7 @@ class HeldBlocks:
 
 
 class Engine:
-    WAKE_SLICE = 32  # sequences woken per event-loop turn within one decode step
+    WAKE_TURN_SECONDS = 0.001  # target length of one event-loop turn of woken streams
     def __init__(
         self,
         profile: Profile,
@@ -175,6 +176,7 @@ class Engine:
         self._step_task: asyncio.Task[None] | None = None
         self._prefilling: dict[str, EngineRequest] = {}
         self._rng = random.Random(seed)
+        self._wake_slice = 16
         self._decoding: set[str] = set()
 
     # -- state -----------------------------------------------------------
@@ -304,11 +306,19 @@ class Engine:
                 if r._prefill_done is not None and not r._prefill_done.done():
                     r._prefill_done.set_result(None)
             waiters, self._step_waiters = self._step_waiters, []
-            for i, fut in enumerate(waiters, 1):
-                if not fut.done():
-                    fut.set_result(None)
-                if i % self.WAKE_SLICE == 0:
+            start = 0
+            while start < len(waiters):
+                for fut in waiters[start : start + self._wake_slice]:
+                    if not fut.done():
+                        fut.set_result(None)
+                start += self._wake_slice
+                if start < len(waiters):
+                    # The woken streams run in the next loop turn; size slices so a turn stays
+                    # near WAKE_TURN_SECONDS (their socket writes dominate and vary with load).
+                    t0 = time.perf_counter()
                     await asyncio.sleep(0)
+                    turn = max(time.perf_counter() - t0, 1e-6)
+                    self._wake_slice = max(1, min(256, int(self._wake_slice * self.WAKE_TURN_SECONDS / turn)))
 
     def _append(self, req: EngineRequest, token: int) -> str | None:
         req.output_ids.append(token)
