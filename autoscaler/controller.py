@@ -40,6 +40,7 @@ from autoscaler.api import (
     HomogeneousTarget,
     Target,
 )
+from autoscaler.demand import DemandEstimator
 from autoscaler.heuristic import VariantBounds, distribute
 from autoscaler.kpa import Decision, KpaConfig, KpaState, MetricSample, Tick, recommend
 from autoscaler.kube import Kube
@@ -81,6 +82,7 @@ class Memory:
     kpa: dict[str, KpaState] = field(default_factory=dict)
     scrapers: dict[tuple[Any, ...], PodScraper] = field(default_factory=dict)
     prometheus: PrometheusSource | None = None
+    demand: DemandEstimator | None = None
 
 
 @dataclass
@@ -307,6 +309,17 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
     decision, mem.kpa["pool"] = recommend(config, mem.kpa.get("pool", KpaState()), Tick(
         now=time.time(), current_replicas=pool_current, ready_replicas=pool_ready, metrics=samples))
     names = [_target_ref(p.target)[1] for p in target.params]
+    demand = float(decision.desired)
+    if options.startup_delay_s > 0 and complete and units:
+        # Replicas serve only after their start-up delay: provision for the forecast then.
+        if mem.demand is None:
+            mem.demand = DemandEstimator(lead=math.ceil(options.startup_delay_s / PERIOD_SECONDS),
+                                         z=options.forecast_z, hold=1)
+        forecast = mem.demand.observe(max(units.values()))
+        if forecast > demand:
+            demand = min(forecast, float(hi))
+            decision = Decision(decision.desired, decision.current, decision.mode,
+                                f"{decision.reason}; forecast {forecast:.2f} over the start-up delay", decision.inputs)
     if options.algorithm == "kthena":
         bounds = [VariantBounds(n, p.cost, p.min_replicas, p.max_replicas) for n, p in zip(names, target.params,
                                                                                              strict=True)]
@@ -329,7 +342,7 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
                                     pool=gpu_type if per_pod > 0 else None))
         placeable = Placeable(max_additional=extra, free_gpus={v.pool: free.get(v.pool, []) for v in variants
                                                                if v.pool is not None})
-        result = await asyncio.to_thread(optimize, variants, float(decision.desired), placeable,
+        result = await asyncio.to_thread(optimize, variants, demand, placeable,
                                          OptimizerConfig(churn=options.churn, headroom=options.headroom))
         counts, reasons = result.replicas, result.reasons
         why = "; ".join(f"{n}: {r}" for n, r in reasons.items())

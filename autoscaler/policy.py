@@ -13,6 +13,7 @@ annotations on the AutoscalingPolicy (or the binding, which wins), all under
 ``stale-after``                        metrics older than this never scale down (default 60s)
 ``heterogeneous-algorithm``            ``optimizer`` (default) or ``kthena`` (the block heuristic)
 ``churn`` / ``headroom``               optimiser churn penalty (0.1) and capacity headroom (0)
+``startup-delay`` / ``forecast-z``     forecast demand this far ahead, margin in error std-devs
 ``scrape-pods``                        ``entry`` (default, as Kthena) or ``all``
 ``quantile``                           histogram quantile for pod metrics (0.95)
 ``prometheus-auth-secret``             Secret with ``token`` or ``username``/``password``
@@ -165,6 +166,8 @@ class HeterogeneousOptions:
     algorithm: Algorithm = "optimizer"
     churn: float = 0.1
     headroom: float = 0.0
+    startup_delay_s: float = 0.0  # > 0: provision for a forecast this far ahead (demand.py)
+    forecast_z: float = 1.5
 
 
 def heterogeneous_options(annotations: Mapping[str, str]) -> HeterogeneousOptions:
@@ -172,7 +175,9 @@ def heterogeneous_options(annotations: Mapping[str, str]) -> HeterogeneousOption
     if algo not in ("optimizer", "kthena"):
         raise ValueError(f"annotation {PREFIX}heterogeneous-algorithm: want optimizer or kthena, got {algo!r}")
     return HeterogeneousOptions(algo, _float(annotations, "churn", 0.1),  # type: ignore[arg-type]
-                                _float(annotations, "headroom", 0.0))
+                                _float(annotations, "headroom", 0.0),
+                                _duration(annotations, "startup-delay", 0.0),
+                                _float(annotations, "forecast-z", 1.5))
 
 
 def variant_capacity(annotations: Mapping[str, str]) -> float:

@@ -43,10 +43,10 @@ from ortools.linear_solver import pywraplp
 # the `autoscaler` package; the repository root goes there instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from autoscaler.demand import DemandEstimator  # noqa: E402
 from autoscaler.heuristic import VariantBounds, distribute  # noqa: E402
 from autoscaler.kpa import KpaConfig, KpaState, MetricSample, PanicRule, RateRule, Tick, recommend  # noqa: E402
 from autoscaler.optimizer import OptimizerConfig, Placeable, Variant, optimize  # noqa: E402
-from autoscaler.sla import KalmanPredictor  # noqa: E402
 
 STEP_S = 60.0
 STEP_H = STEP_S / 3600
@@ -181,16 +181,11 @@ def kthena_policy(cost_per_capacity: bool, headroom: float) -> Policy:
     return decide
 
 
-def caldera_policy(headroom: float, hold_steps: int, churn: float) -> Policy:
-    kalman = KalmanPredictor(q_level=4.0, q_trend=0.5, r=9.0, min_points=3)
-    needs: list[float] = []
-    lead = max(g.startup for g in FLEET)
+def caldera_policy(headroom: float, hold_steps: int, churn: float, z: float) -> Policy:
+    estimator = DemandEstimator(lead=max(g.startup for g in FLEET), z=z, hold=hold_steps, headroom=headroom)
 
     def decide(step: int, t: int, seen: list[float], fleet: Fleet, trace: Trace) -> dict[str, int]:
-        kalman.observe(seen[-1])
-        forecast = kalman.forecast(lead) or seen[-1]
-        needs.append(max(seen[-1], forecast) * (1 + headroom))
-        need = max(needs[-hold_steps:])
+        need = estimator.observe(seen[-1])
         variants = [Variant(g.name, g.price * g.gpus, g.capacity, 0, g.total // g.gpus,
                             current=fleet.count(g.name), ready=fleet.ready(g, step), gpus_per_replica=g.gpus,
                             pool=g.name) for g in FLEET]
@@ -290,6 +285,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--headroom", type=float, default=0.05)
+    ap.add_argument("--caldera-headroom", type=float, default=0.0)
+    ap.add_argument("--z", type=float, default=1.5, help="forecast-error margin in standard deviations")
     ap.add_argument("--hold-steps", type=int, default=3)
     ap.add_argument("--churn", type=float, default=0.3)
     ap.add_argument("--offline-time-limit", type=float, default=60.0)
@@ -305,7 +302,7 @@ def main() -> None:
         row: dict[str, object] = {"steps": len(trace.demand), "peak_demand": round(max(trace.demand), 1)}
         row["kthena"] = simulate(trace, kthena_policy(False, args.headroom))
         row["kthena_cost_per_capacity"] = simulate(trace, kthena_policy(True, args.headroom))
-        row["caldera"] = simulate(trace, caldera_policy(args.headroom, args.hold_steps, args.churn))
+        row["caldera"] = simulate(trace, caldera_policy(args.caldera_headroom, args.hold_steps, args.churn, args.z))
         offline = offline_optimum(trace, args.offline_time_limit)
         row["offline"] = offline
         c = row["caldera"]["cost"]  # type: ignore[index]
