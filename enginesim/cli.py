@@ -112,6 +112,8 @@ def _ms(value: float | None) -> float | None:
 @click.option("--shutdown-grace-period", type=float, default=30.0, show_default=True,
               help="Seconds to finish in-flight requests after SIGTERM.")
 @click.option("--api-key", help="Require this bearer token on the OpenAI endpoints.")
+@click.option("--show-hidden-metrics-for-version",
+              help="Also expose deprecated metric names (vllm:gpu_cache_usage_perc, vllm:gpu_prefix_cache_*).")
 @_ignored
 def sim_command(positional: tuple[str, ...], **opts: Any) -> None:
     """Run the vLLM/SGLang-compatible engine simulator."""
@@ -187,6 +189,7 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         faults=faults,
         shutdown_grace_period=opts["shutdown_grace_period"],
         api_key=opts["api_key"],
+        show_hidden_metrics_for_version=opts["show_hidden_metrics_for_version"],
     )
     config.validate()
     return config

@@ -105,6 +105,7 @@ class SimConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     shutdown_grace_period: float = 30.0
     api_key: str | None = None
+    show_hidden_metrics_for_version: str | None = None
 
     def validate(self) -> None:
         self.profile.validate()

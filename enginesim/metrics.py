@@ -13,7 +13,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -101,6 +107,18 @@ class _StateCollector(Collector):
                 g = GaugeMetricFamily(name, doc, labels=labels)
                 g.add_metric(values, value)
                 yield g
+            if m.legacy:
+                # Names removed from vLLM but still read by older routers (production-stack,
+                # AIBrix); vLLM shows them with --show-hidden-metrics-for-version.
+                g = GaugeMetricFamily("vllm:gpu_cache_usage_perc", "GPU KV-cache usage (deprecated name).",
+                                      labels=labels)
+                g.add_metric(values, e.blocks.usage())
+                yield g
+                for name, total in (("vllm:gpu_prefix_cache_queries", m._queries),
+                                    ("vllm:gpu_prefix_cache_hits", m._hits)):
+                    c = CounterMetricFamily(name, "Prefix cache tokens (deprecated name).", labels=labels)
+                    c.add_metric(values, total)
+                    yield c
             cache = GaugeMetricFamily(
                 "vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
                 labels=["block_size", "num_gpu_blocks", "enable_prefix_caching", "cache_dtype", "engine"],
@@ -127,8 +145,9 @@ class _StateCollector(Collector):
 class EngineMetrics:
     """Implements :class:`enginesim.engine.EngineObserver` and owns the registry."""
 
-    def __init__(self, engine: Engine, model_name: str, mode: str) -> None:
+    def __init__(self, engine: Engine, model_name: str, mode: str, legacy: bool = False) -> None:
         self.engine = engine
+        self.legacy = legacy and mode == "vllm"
         self.mode = mode
         self.registry = CollectorRegistry(auto_describe=True)
         self.label_names = ["model_name", "engine"] if mode == "vllm" else ["model_name"]

@@ -63,7 +63,8 @@ class SimServer:
             max_loras=config.max_loras, hold_timeout=config.kv_transfer_timeout,
             on_kv_event=self._on_kv_event,
         )
-        self.metrics = EngineMetrics(self.engine, config.served_model_names[0], config.mode)
+        self.metrics = EngineMetrics(self.engine, config.served_model_names[0], config.mode,
+                                     legacy=config.show_hidden_metrics_for_version is not None)
         self.engine.observer = self.metrics
         self.loras: dict[str, LoraAdapter] = {}
         self._lora_ids = 0

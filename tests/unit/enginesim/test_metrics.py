@@ -96,3 +96,15 @@ def test_sglang_cache_hit_rate_reflects_reuse(start_sim: Callable[..., SimProces
     sim = start_sim("--mode", "sglang")
     exercise(sim)
     assert samples(sim)["sglang:cache_hit_rate"][0][1] == 32 / 80
+
+
+def test_hidden_metrics_flag_adds_the_deprecated_names(start_sim: Callable[..., SimProcess]) -> None:
+    sim = start_sim("--show-hidden-metrics-for-version", "0.10")
+    exercise(sim)
+    s = samples(sim)
+    assert s["vllm:gpu_cache_usage_perc"][0][1] == 0
+    assert s["vllm:gpu_prefix_cache_hits_total"][0][1] == 32
+
+
+def test_deprecated_names_are_hidden_by_default(sim: SimProcess) -> None:
+    assert "vllm:gpu_cache_usage_perc" not in samples(sim)
