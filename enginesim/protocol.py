@@ -172,8 +172,17 @@ def parse_chat(body: Mapping[str, Any], tokenizer: Tokenizer) -> GenerationReque
         if content is not None and not isinstance(content, str | list):
             raise ApiError(400, f"'messages[{i}].content': expected a string or a list of parts",
                            f"messages.{i}.content")
-    add_gen = body.get("add_generation_prompt", True)
-    text = apply_chat_template(messages, bool(add_gen))
+    add_gen = _check(body, "add_generation_prompt", (bool,), "a boolean")
+    continue_final = _check(body, "continue_final_message", (bool,), "a boolean")
+    if continue_final and add_gen:
+        raise ApiError(400, "'continue_final_message': cannot be combined with add_generation_prompt=true",
+                       "continue_final_message")
+    if continue_final and messages[-1].get("role") != "assistant":
+        raise ApiError(400, "'continue_final_message': the last message must be an assistant message",
+                       "continue_final_message")
+    # continue_final_message renders the partial assistant turn open-ended, so a chat
+    # resumed with the text generated so far continues token for token.
+    text = apply_chat_template(messages, add_generation_prompt=not continue_final and add_gen is not False)
     req = GenerationRequest("chat", model, tokenizer.encode(text), text,
                             _max_tokens(body, "max_completion_tokens", "max_tokens"))
     _parse_common(body, req)

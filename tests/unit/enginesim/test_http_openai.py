@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
@@ -152,3 +154,25 @@ def test_client_disconnect_aborts_the_request(sim: Sim) -> None:
         return 'vllm:request_success_total{engine="0",finished_reason="abort",model_name="sim-model"} 1.0' in text
 
     wait_until(aborted, timeout=5)
+
+
+def test_completion_resumed_on_another_engine_continues_identically(sim: Sim, start_sim: Any) -> None:
+    other = start_sim("--max-model-len", "2048")
+    prompt = "migrate me between engines"
+    body = {"model": "sim-model", "prompt": prompt}
+    whole = httpx.post(sim.url + "/v1/completions", json={**body, "max_tokens": 9}).json()["choices"][0]["text"]
+    head = httpx.post(sim.url + "/v1/completions", json={**body, "max_tokens": 3}).json()["choices"][0]["text"]
+    tail = httpx.post(other.url + "/v1/completions",
+                      json={**body, "prompt": prompt + head, "max_tokens": 6}).json()["choices"][0]["text"]
+    assert head + tail == whole
+
+
+def test_chat_resumed_with_continue_final_message_continues_identically(client: openai.OpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": "resume this chat"}]
+    whole = client.chat.completions.create(model="sim-model", messages=messages, max_tokens=8)
+    head = client.chat.completions.create(model="sim-model", messages=messages, max_tokens=3)
+    head_text = head.choices[0].message.content or ""
+    tail = client.chat.completions.create(
+        model="sim-model", messages=[*messages, {"role": "assistant", "content": head_text}], max_tokens=5,
+        extra_body={"continue_final_message": True, "add_generation_prompt": False})
+    assert head_text + (tail.choices[0].message.content or "") == whole.choices[0].message.content
