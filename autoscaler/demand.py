@@ -3,14 +3,16 @@ wrong the forecasts have been, held for a while before it may fall.
 
 Replicas asked for now serve only after their start-up delay, so the need is the Kalman
 local-linear-trend forecast `lead` steps ahead (never below the last observation), plus
-`z` standard deviations of the one-step forecast error (an exponentially weighted
-estimate), plus a relative `headroom`; the result is the maximum over the last `hold`
+`z` standard deviations of the one-step forecast error (robust: 1.4826 x the median
+absolute error of the last `window` steps, so a burst does not inflate the margin for
+long), plus a relative `headroom`; the result is the maximum over the last `hold`
 steps, so a dip has to last before capacity is released.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -23,10 +25,10 @@ class DemandEstimator:
     z: float = 1.5
     hold: int = 5
     headroom: float = 0.0
-    alpha: float = 0.1  # weight of the newest squared error
+    window: int = 30
     kalman: KalmanPredictor = field(
         default_factory=lambda: KalmanPredictor(q_level=4.0, q_trend=0.5, r=9.0, min_points=3))
-    variance: float = 0.0
+    _errors: deque[float] = field(default_factory=deque)
     _expected: float | None = None
     _needs: deque[float] = field(default_factory=deque)
 
@@ -41,13 +43,14 @@ class DemandEstimator:
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"demand must be a finite number >= 0, got {value}")
         if self._expected is not None:
-            error = value - self._expected
-            self.variance = (1 - self.alpha) * self.variance + self.alpha * error * error
+            self._errors.append(abs(value - self._expected))
+            while len(self._errors) > self.window:
+                self._errors.popleft()
         self.kalman.observe(value)
         self._expected = self.kalman.forecast(1)
         ahead = self.kalman.forecast(self.lead)
         base = max(value, ahead if ahead is not None else value)
-        need = base * (1 + self.headroom) + self.z * math.sqrt(self.variance)
+        need = base * (1 + self.headroom) + self.z * self.sigma
         self._needs.append(need)
         while len(self._needs) > self.hold:
             self._needs.popleft()
@@ -55,4 +58,4 @@ class DemandEstimator:
 
     @property
     def sigma(self) -> float:
-        return math.sqrt(self.variance)
+        return 1.4826 * statistics.median(self._errors) if self._errors else 0.0

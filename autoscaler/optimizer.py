@@ -76,7 +76,7 @@ class Placeable:
 class OptimizerConfig:
     churn: float = 0.1  # penalty per replica changed, as a fraction of that replica's cost
     headroom: float = 0.0  # extra capacity asked for on top of the demand
-    time_limit_s: float = 1.0
+    time_limit_s: float = 2.0
     workers: int = 1
     relative_gap: float = 0.0  # stop once proven within this fraction of the optimum
 
@@ -241,7 +241,8 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
     solver.parameters.cp_model_probing_level = 0  # small models: probing costs more than it saves
     status = solver.solve(m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise RuntimeError(f"optimizer: CP-SAT returned {solver.status_name(status)}")
+        # Out of time before any solution (a starved CPU): fall back to cheapest-first.
+        return greedy_plan(variants, demand, need / _SCALE, caps, started, solver.status_name(status))
     target = {v.name: int(solver.value(x)) for v, x in zip(variants, xs, strict=True)}
     counts = {v.name: int(solver.value(a)) for v, a in zip(variants, acts, strict=True)}
     capacity = sum(v.capacity * target[v.name] for v in variants)
@@ -254,6 +255,25 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
                                 "the new ones serve")
     return Plan(replicas=counts, target=target, demand=demand, capacity=capacity, cost=cost, shortfall=short,
                 status=solver.status_name(status), seconds=time.perf_counter() - started, reasons=reasons)
+
+
+def greedy_plan(variants: Sequence[Variant], demand: float, need: float, caps: Sequence[int | None],
+            started: float, status: str) -> Plan:
+    counts = {v.name: max(v.min_replicas, min(v.current, v.max_replicas)) for v in variants}
+    capacity = sum(v.capacity * counts[v.name] for v in variants)
+    for v, cap in sorted(zip(variants, caps, strict=True), key=lambda vc: vc[0].cost / vc[0].capacity):
+        room = v.max_replicas - counts[v.name]
+        if cap is not None:
+            room = min(room, max(0, v.current + cap - counts[v.name]))
+        while room > 0 and capacity < need - 1e-9:
+            counts[v.name] += 1
+            capacity += v.capacity
+            room -= 1
+    reasons = {v.name: f"{v.current}->{counts[v.name]}; solver {status}: cheapest-first fallback, never lower"
+               for v in variants}
+    return Plan(replicas=counts, target=dict(counts), demand=demand, capacity=capacity,
+                cost=sum(v.cost * counts[v.name] for v in variants), shortfall=max(0.0, need - capacity),
+                status=f"FALLBACK_{status}", seconds=time.perf_counter() - started, reasons=reasons)
 
 
 def explain(variants: Sequence[Variant], counts: Mapping[str, int], caps: Sequence[int | None],

@@ -66,7 +66,8 @@ def test_five_times_load_reaches_the_needed_replicas_in_one_panic_step(as_env: A
     finally:
         high.stop()
     # Panic: the needed count in one decision, not the stable policy's one replica per period.
-    assert any("1 -> 5 (Panic)" in m for m in scale_events(env, "kpa"))
+    # (kopf posts Events from a queue, so the Event may trail the patch a little.)
+    assert wait.until(lambda: any("1 -> 5 (Panic)" in m for m in scale_events(env, "kpa")), 30, "the Event")
 
 
 def test_scale_down_only_after_the_stabilization_window(as_env: Any) -> None:
@@ -83,4 +84,4 @@ def test_scale_down_only_after_the_stabilization_window(as_env: Any) -> None:
     wait.until(lambda: env.replicas("llm") == 1, 180, "scale-down to 1 replica")
     # The behaviour under test is the hold itself: no scale-down before the window has passed.
     assert time.monotonic() - removed >= SCALE_DOWN_WINDOW_S
-    assert any("-> 1 (Stable)" in m for m in scale_events(env, "kpa"))
+    assert wait.until(lambda: any("-> 1 (Stable)" in m for m in scale_events(env, "kpa")), 30, "the Event")

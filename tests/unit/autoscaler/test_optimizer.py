@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.capacity import CapacityEstimate, update_capacity
-from autoscaler.optimizer import OptimizerConfig, Placeable, Variant, fits, max_additional_replicas, optimize
+from autoscaler.optimizer import (
+    OptimizerConfig,
+    Placeable,
+    Variant,
+    fits,
+    greedy_plan,
+    max_additional_replicas,
+    optimize,
+)
 
 A100 = Variant("a100", cost=60, capacity=1, min_replicas=0, max_replicas=8, gpus_per_replica=1, pool="a100")
 H100 = Variant("h100", cost=100, capacity=2, min_replicas=0, max_replicas=4, gpus_per_replica=1, pool="h100")
@@ -156,3 +164,10 @@ def test_plan_is_as_cheap_as_brute_force_and_within_bounds(spec: list[tuple[int,
         for combo in itertools.product(*ranges))
     assert plan.shortfall == pytest.approx(best_short, abs=1e-3)
     assert plan.cost == pytest.approx(best_cost)
+
+
+def test_fallback_keeps_the_fleet_and_adds_cheapest_capacity_first() -> None:
+    current = [replace_current(A100, 2), H100]
+    plan = greedy_plan(current, demand=6, need=6, caps=[None, None], started=0.0, status="UNKNOWN")
+    assert plan.replicas == {"a100": 2, "h100": 2}
+    assert plan.status == "FALLBACK_UNKNOWN"
