@@ -7,16 +7,18 @@ started in that directory and leaves nothing running.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import yaml
@@ -25,6 +27,8 @@ from caldera.localcluster import build, kubeconfig, pki, ports, processes, prome
 from caldera.localcluster.processes import ProcessSpec
 
 log = logging.getLogger(__name__)
+# Health polling would log every request at INFO.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 Progress = Callable[[str], None]
 
@@ -112,6 +116,26 @@ class Cluster:
         self.layout = Layout(directory.resolve())
         self._ports: ports.Ports | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._lock_depth = 0
+        self._lock_file: IO[str] | None = None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive hold on the directory (re-entrant in this object), so concurrent
+        `up`/`down` calls from the CLI and test sessions take turns."""
+        if self._lock_depth == 0:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock_file = (self.dir / "start.lock").open("a")
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_file is not None:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                self._lock_file.close()
+                self._lock_file = None
 
     @property
     def dir(self) -> Path:
@@ -255,6 +279,10 @@ class Cluster:
 
     def up(self, topology_ref: str | Path = "small", progress: Progress = log.info) -> None:
         """Build (cached), start every component, create the topology; return when healthy."""
+        with self.lock():
+            self._up(topology_ref, progress)
+
+    def _up(self, topology_ref: str | Path, progress: Progress) -> None:
         start = time.monotonic()
         spec = topology.load(topology_ref)
         previous = self.state().get("topology")
@@ -300,6 +328,10 @@ class Cluster:
 
     def down(self, progress: Progress = log.info, wipe: bool = True) -> list[str]:
         """Stop every component (reverse start order); wipe etcd and Prometheus data unless told not to."""
+        with self.lock():
+            return self._down(progress, wipe)
+
+    def _down(self, progress: Progress, wipe: bool) -> list[str]:
         stopped = [name for name in reversed(COMPONENTS) if processes.stop(self.layout.run, name)]
         for name in stopped:
             progress(f"{name}: stopped")

@@ -1,7 +1,7 @@
 """Sharing one local cluster between test sessions (used by the `local_cluster` fixture).
 
 Every session holds a shared lock on `<dir>/sessions.lock` while it uses the cluster. The
-first one in starts the cluster (under the exclusive `<dir>/start.lock`) unless a healthy
+first one in starts the cluster (under the directory's exclusive lock, `Cluster.lock`) unless a healthy
 one already runs there, and marks it as started by tests. At the end the last session out
 stops it, but only if tests started it: a cluster you started with `caldera cluster up`
 is never stopped by the tests. `CALDERA_KEEP_CLUSTER=1` keeps it running regardless.
@@ -57,8 +57,7 @@ def acquire(directory: Path = DEFAULT_TEST_DIR, topology: str = "small",
     fcntl.flock(session_lock, fcntl.LOCK_SH)
     cluster = Cluster(directory)
     started = False
-    with (directory / "start.lock").open("a") as start_lock:
-        fcntl.flock(start_lock, fcntl.LOCK_EX)
+    with cluster.lock():
         if not cluster.healthy():
             running = cluster.state().get("topology")
             if running and running != topology:
@@ -66,7 +65,6 @@ def acquire(directory: Path = DEFAULT_TEST_DIR, topology: str = "small",
             cluster.up(topology, progress)
             (directory / STARTED_BY_TESTS).touch()
             started = True
-        fcntl.flock(start_lock, fcntl.LOCK_UN)
     return LocalCluster(dir=directory, kubeconfig=cluster.kubeconfig, prometheus_url=cluster.prometheus_url,
                         server=cluster.server, topology=str(cluster.state().get("topology")), cluster=cluster,
                         started=started, _session_lock=session_lock)
