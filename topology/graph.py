@@ -114,6 +114,9 @@ class Topology:
         self._parent: dict[str, str] = {}
         self._children: dict[str, list[str]] = {}
         self._generation = 0
+        # Structure changes (nodes, labels, HyperNodes) only mark the wiring stale; it is rebuilt once,
+        # on the next query, so a burst of watch events (e.g. the initial list) costs one rewire.
+        self._dirty = False
 
     @classmethod
     def build(
@@ -147,8 +150,8 @@ class Topology:
         self.nodes[node.name] = node
         self._node_used.setdefault(node.name, {})
         if old is None or old.labels != node.labels:
-            self._rewire()
-        elif old.allocatable != node.allocatable:
+            self._dirty = True
+        elif old.allocatable != node.allocatable and not self._dirty:
             delta = sub(node.allocatable, old.allocatable)
             for domain in self.ancestors(node.name):
                 self._domain_alloc[domain] = add(self._domain_alloc[domain], delta)
@@ -161,23 +164,28 @@ class Topology:
         self._node_used.pop(name, None)
         for key in [k for k, (n, _) in self._pods.items() if n == name]:
             del self._pods[key]
-        self._rewire()
+        self._dirty = True
         self._generation += 1
 
     def upsert_hypernode(self, spec: HyperNodeSpec) -> None:
         if spec.tier < 0:
             raise ValueError(f"HyperNode {spec.name}: spec.tier must be ≥ 0, got {spec.tier}")
         self.hypernodes[spec.name] = spec
-        self._rewire()
+        self._dirty = True
         self._generation += 1
 
     def remove_hypernode(self, name: str) -> None:
         if self.hypernodes.pop(name, None) is not None:
-            self._rewire()
+            self._dirty = True
             self._generation += 1
+
+    def _ensure(self) -> None:
+        if self._dirty:
+            self._rewire()
 
     def _rewire(self) -> None:
         """Rebuild edges from the HyperNode specs; cheap next to a solve, and only on structure changes."""
+        self._dirty = False
         g: nx.DiGraph = nx.DiGraph()
         max_tier = max((h.tier for h in self.hypernodes.values()), default=0)
         g.add_node(ROOT, kind=HYPERNODE, tier=max_tier + 1)
@@ -235,7 +243,7 @@ class Topology:
             return
         self._pods[key] = (node, req)
         self._node_used[node] = add(self._node_used.get(node, {}), req)
-        for domain in self.ancestors(node):
+        for domain in ([] if self._dirty else self.ancestors(node)):
             self._domain_used[domain] = add(self._domain_used[domain], req)
         self._generation += 1
 
@@ -246,7 +254,7 @@ class Topology:
         node, req = entry
         if node in self.nodes:
             self._node_used[node] = sub(self._node_used[node], req)
-            for domain in self.ancestors(node):
+            for domain in ([] if self._dirty else self.ancestors(node)):
                 self._domain_used[domain] = sub(self._domain_used[domain], req)
         self._generation += 1
 
@@ -256,9 +264,11 @@ class Topology:
 
     # ----------------------------------------------------------------- queries
     def domains(self) -> list[str]:
+        self._ensure()
         return [n for n, kind in self.graph.nodes(data="kind") if kind == HYPERNODE]
 
     def tier(self, domain: str) -> int:
+        self._ensure()
         tier: int = self.graph.nodes[domain]["tier"]
         return tier
 
@@ -268,9 +278,11 @@ class Topology:
         return self.tier(ROOT)
 
     def parent(self, name: str) -> str | None:
+        self._ensure()
         return self._parent.get(name)
 
     def children(self, domain: str) -> list[str]:
+        self._ensure()
         return self._children.get(domain, [])
 
     def ancestors(self, name: str) -> list[str]:
@@ -328,11 +340,13 @@ class Topology:
         return sub(self.nodes[node].allocatable, self._node_used.get(node, {}))
 
     def allocatable(self, domain: str) -> Resources:
+        self._ensure()
         if domain in self.nodes:
             return dict(self.nodes[domain].allocatable)
         return dict(self._domain_alloc.get(domain, {}))
 
     def used(self, domain: str) -> Resources:
+        self._ensure()
         if domain in self.nodes:
             return self.node_used(domain)
         return dict(self._domain_used.get(domain, {}))
@@ -341,6 +355,7 @@ class Topology:
         return sub(self.allocatable(domain), self.used(domain))
 
     def describe(self) -> dict[str, Any]:
+        self._ensure()
         """A small summary for logs and the CLI."""
         tiers: dict[int, int] = {}
         for d in self.domains():

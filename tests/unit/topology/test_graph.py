@@ -123,3 +123,19 @@ def test_a_child_hypernode_keeps_its_first_parent_only() -> None:
 def test_lca_of_an_unknown_node_is_an_error(small: Topology) -> None:
     with pytest.raises(ValueError, match="unknown node"):
         small.lca(["nope"])
+
+
+def test_pods_counted_before_their_hypernode_arrives_are_in_its_free_capacity() -> None:
+    topo = Topology()
+    topo.upsert_node(node("n0"))
+    topo.add_pod("default/a", "n0", {GPU: 5})
+    topo.upsert_hypernode(HyperNodeSpec("leaf", 1, exact("Node", "n0")))
+    assert topo.free("leaf")[GPU] == 3
+
+
+def test_an_update_that_changes_nothing_keeps_the_generation() -> None:
+    topo = Topology.build([node("n0")], [HyperNodeSpec("leaf", 1, exact("Node", "n0"))])
+    topo.add_pod("default/a", "n0", {GPU: 1})
+    before = topo.generation
+    topo.add_pod("default/a", "n0", {GPU: 1})
+    assert topo.generation == before
