@@ -20,7 +20,8 @@ current fleet; the offline optimum knows the whole trace.
   the scale-down window, plus headroom; `autoscaler.optimizer.optimize` with what the
   cluster can place and a churn penalty.
 * offline: MIP over the whole trace (SCIP via OR-Tools): minimise cost so that the
-  capacity of replicas that existed for the whole start-up delay meets every step.
+  capacity of replicas that existed for the whole start-up delay meets every step; its
+  best bound is reported too (a time-limited solve may stop short of optimal).
 """
 
 from __future__ import annotations
@@ -231,19 +232,25 @@ def simulate(trace: Trace, policy: Policy) -> dict[str, float]:
 
 
 def offline_optimum(trace: Trace, time_limit_s: float) -> dict[str, float]:
+    """y = replicas held, s = replicas started, r = replicas ready at each step. Releasing the
+    newest first (as the simulation does), the ready ones are at least those held minus those
+    started within the start-up delay. The fleet at step 0 is free and ready."""
     solver = pywraplp.Solver.CreateSolver("SCIP")
     solver.SetTimeLimit(int(time_limit_s * 1000))
     n = len(trace.demand)
     y: dict[tuple[str, int], pywraplp.Variable] = {}
+    s: dict[tuple[str, int], pywraplp.Variable] = {}
     r: dict[tuple[str, int], pywraplp.Variable] = {}
     for g in FLEET:
         for t in range(n):
             hi = trace.free(g, t) // g.gpus
             y[g.name, t] = solver.IntVar(0, hi, f"y_{g.name}_{t}")
+            s[g.name, t] = solver.IntVar(0, hi, f"s_{g.name}_{t}")
             r[g.name, t] = solver.IntVar(0, hi, f"r_{g.name}_{t}")
-            # Ready at t only if held since t - startup (before the trace: as at t=0).
-            for k in range(g.startup + 1):
-                solver.Add(r[g.name, t] <= y[g.name, max(0, t - k)])
+            if t > 0:
+                solver.Add(s[g.name, t] >= y[g.name, t] - y[g.name, t - 1])
+            starting = [s[g.name, t - k] for k in range(g.startup) if t - k > 0]
+            solver.Add(r[g.name, t] <= y[g.name, t] - sum(starting))
     for t, demand in enumerate(trace.demand):
         solver.Add(sum(g.capacity * r[g.name, t] for g in FLEET) >= demand)
     solver.Minimize(sum(g.price * g.gpus * STEP_H * y[g.name, t] for g in FLEET for t in range(n)))
@@ -289,7 +296,7 @@ def main() -> None:
     ap.add_argument("--z", type=float, default=1.5, help="forecast-error margin in standard deviations")
     ap.add_argument("--hold-steps", type=int, default=3)
     ap.add_argument("--churn", type=float, default=0.3)
-    ap.add_argument("--offline-time-limit", type=float, default=60.0)
+    ap.add_argument("--offline-time-limit", type=float, default=120.0)
     ap.add_argument("--decision-rounds", type=int, default=200)
     ap.add_argument("--traces", default="diurnal,bursty,flash_crowd")
     args = ap.parse_args()
