@@ -79,8 +79,9 @@ class Controller:
     """A `caldera controller` subprocess; can be SIGKILLed and restarted."""
 
     def __init__(self, kubeconfig: Path, namespace_pattern: str, log_dir: Path,
-                 args: tuple[str, ...] = ("--peering", ""), name: str = "") -> None:
+                 args: tuple[str, ...] = ("--peering", ""), name: str = "", placement: str = "volcano") -> None:
         self.args = args
+        self.placement = placement
         self.name = name or namespace_pattern.strip("*")
         self.kubeconfig = kubeconfig
         self.pattern = namespace_pattern
@@ -95,7 +96,7 @@ class Controller:
         log = open(self.log_dir / f"controller-{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "caldera.cli", "--log-format", "json", "controller", "--placement=volcano",
+            [sys.executable, "-m", "caldera.cli", "--log-format", "json", "controller", f"--placement={self.placement}",
              *self.args, "--no-webhooks", "--namespace", self.pattern,
              "--metrics-port", str(self.metrics_port), "--health-port", "0"],
             env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -254,6 +255,22 @@ def _namespace(cluster: LocalCluster, prefix: str) -> Iterator[Env]:
 @pytest.fixture
 def ms_env(local_cluster: LocalCluster, controller_proc: Controller) -> Iterator[Env]:
     yield from _namespace(local_cluster, f"ms-{SESSION}")
+
+
+@pytest.fixture(scope="session")
+def caldera_placement_controller(local_cluster: LocalCluster) -> Iterator[Controller]:
+    """The same controller with `--placement=caldera`: pods are gated until the placement controller plans them."""
+    ctl = Controller(local_cluster.kubeconfig, f"msc-{SESSION}-*", local_cluster.dir / "logs", placement="caldera")
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+
+
+@pytest.fixture
+def caldera_env(local_cluster: LocalCluster, caldera_placement_controller: Controller) -> Iterator[Env]:
+    yield from _namespace(local_cluster, f"msc-{SESSION}")
 
 
 @pytest.fixture
