@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 pytestmark = pytest.mark.cluster
 
 
 def test_seed_pods_are_created_behind_the_placement_gate(caldera_env: Any, seed: dict[str, Any]) -> None:
+    core = client.CoreV1Api(caldera_env.api)
+    rv = json.loads(core.list_namespaced_pod(caldera_env.namespace, _preload_content=False).data)["metadata"][
+        "resourceVersion"]
     caldera_env.apply(seed)
-    pods = caldera_env.wait_until("six pods", lambda: (p := caldera_env.pods()) and len(p) == 6 and p)
-    # Either still gated, or released by the placement controller with a node pinned.
-    for pod in pods.values():
-        gated = [g["name"] for g in pod["spec"].get("schedulingGates") or []] == ["caldera.dev/placement"]
-        assert gated or pod["spec"].get("affinity") or pod["spec"].get("nodeName"), pod["metadata"]["name"]
+    gates: dict[str, list[str]] = {}
+    w = watch.Watch()
+    for event in w.stream(core.list_namespaced_pod, caldera_env.namespace, resource_version=rv, timeout_seconds=60):
+        if event["type"] == "ADDED":
+            pod = event["raw_object"]
+            gates[pod["metadata"]["name"]] = [g["name"] for g in pod["spec"].get("schedulingGates") or []]
+        if len(gates) == 6:
+            w.stop()
+    assert gates == {name: ["caldera.dev/placement"] for name in caldera_env.seed_pod_names()}
 
 
 def test_caldera_placement_puts_each_role_within_one_leaf(caldera_env: Any, seed: dict[str, Any]) -> None:
