@@ -35,7 +35,7 @@ def load_documents(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def gangs_from_documents(docs: list[dict[str, Any]]) -> list[Gang]:
+def gangs_from_documents(docs: list[dict[str, Any]], tier_names: dict[str, int] | None = None) -> list[Gang]:
     """ModelServings are expanded into their ServingGroups (pods + PodGroup) as the controller would;
     PodGroups and Pods given directly are grouped by `scheduling.k8s.io/group-name`."""
     gangs: list[Gang] = []
@@ -45,19 +45,19 @@ def gangs_from_documents(docs: list[dict[str, Any]]) -> list[Gang]:
     for doc in docs:
         kind = doc.get("kind")
         if kind == "ModelServing":
-            gangs.extend(_modelserving_gangs(doc))
+            gangs.extend(_modelserving_gangs(doc, tier_names))
         elif kind == "Pod":
             meta = doc["metadata"]
             group = (meta.get("annotations") or {}).get("scheduling.k8s.io/group-name", meta["name"])
             loose.setdefault((meta.get("namespace", "default"), group), []).append(doc)
     for key, pods in loose.items():
-        gangs.append(gang_from_objects(podgroups.get(key), pods))
+        gangs.append(gang_from_objects(podgroups.get(key), pods, tier_names=tier_names))
     if not gangs:
         raise click.ClickException("no ModelServing, PodGroup or Pod found in the input")
     return gangs
 
 
-def _modelserving_gangs(obj: dict[str, Any]) -> list[Gang]:
+def _modelserving_gangs(obj: dict[str, Any], tier_names: dict[str, int] | None) -> list[Gang]:
     # The ModelServing controller's own rendering, so the plan names the pods it will create.
     from modelserving.desired import PodOptions, serving_group
     from modelserving.spec import SpecError, parse_modelserving
@@ -70,7 +70,10 @@ def _modelserving_gangs(obj: dict[str, Any]) -> list[Gang]:
     gangs = []
     for ordinal in range(ms.replicas):
         group = serving_group(ms, ms.template, ordinal, "plan", PodOptions(placement_gate=True))
-        gangs.append(gang_from_objects(group.podgroup, group.pods))
+        try:
+            gangs.append(gang_from_objects(group.podgroup, group.pods, tier_names=tier_names))
+        except ValueError as exc:
+            raise click.ClickException(f"ModelServing {ms.name}: {exc}") from exc
     return gangs
 
 
@@ -170,7 +173,7 @@ def plan_command(filename: Path, topology_ref: str | None, kubeconfig: str | Non
     if topology_ref and kubeconfig:
         raise click.UsageError("give either --topology or --kubeconfig, not both")
     topo = topology_from_cluster(kubeconfig) if (kubeconfig or not topology_ref) else topology_from_file(topology_ref)
-    gangs = gangs_from_documents(load_documents(filename))
+    gangs = gangs_from_documents(load_documents(filename), topo.tier_names())
     snapshot = Snapshot.from_topology(topo)
     plan = solve(snapshot, gangs, SolveOptions(time_limit_s=time_limit))
     if output == "json":

@@ -280,7 +280,8 @@ async def plan_round() -> Plan | None:
                   and (node := (p.get("spec") or {}).get("nodeName")
                        or ((p.get("metadata") or {}).get("annotations") or {}).get(PLANNED_NODE_ANNOTATION))]
         try:
-            gangs.append(gang_from_objects(podgroups[key], gated, name=f"{key[0]}/{key[1]}", anchored_nodes=placed))
+            gangs.append(gang_from_objects(podgroups[key], gated, name=f"{key[0]}/{key[1]}", anchored_nodes=placed,
+                                           tier_names=STATE.topology.tier_names()))
         except ValueError as exc:
             log.warning("cannot read gang", extra={"gang": f"{key[0]}/{key[1]}", "error": str(exc)})
             continue

@@ -76,11 +76,11 @@ def pending_pods(job: Mapping[str, Any]) -> list[dict[str, Any]]:
             if t.get("Pod") and int(t.get("Status") or 0) == PENDING]
 
 
-def gang_from_job(job: Mapping[str, Any]) -> Gang | None:
+def gang_from_job(job: Mapping[str, Any], tier_names: Mapping[str, int] | None = None) -> Gang | None:
     pods = pending_pods(job)
     if not pods:
         return None
-    return gang_from_objects(job.get("PodGroup"), pods, name=str(job.get("UID")))
+    return gang_from_objects(job.get("PodGroup"), pods, name=str(job.get("UID")), tier_names=tier_names)
 
 
 @dataclass
@@ -99,6 +99,7 @@ class ExtenderCore:
     history: dict[str, str] = field(default_factory=dict)
     unplaceable: dict[str, str] = field(default_factory=dict)
     history_limit: int = 10_000
+    tier_names: dict[str, int] = field(default_factory=dict)
 
     def session_open(self, request: Mapping[str, Any]) -> None:
         started = time.perf_counter()
@@ -113,9 +114,10 @@ class ExtenderCore:
         self.snapshot = Snapshot(base.nodes, free, base.parent, base.tier, base.leaf_of, base.root)
         gangs = []
         self.managed = set()
+        self.tier_names = topo.tier_names()
         for job in (request.get("Jobs") or {}).values():
             try:
-                gang = gang_from_job(job)
+                gang = gang_from_job(job, self.tier_names)
             except ValueError as exc:
                 log.warning("skipping job", extra={"job": job.get("UID"), "error": str(exc)})
                 continue
@@ -177,7 +179,7 @@ class ExtenderCore:
         if self.plan is not None and uid in self.plan.results:
             return {"status": PERMIT if self.plan.results[uid].placed else REJECT}
         try:
-            gang = gang_from_job(job)
+            gang = gang_from_job(job, self.tier_names)
         except ValueError:
             return {"status": ABSTAIN}
         if gang is None:

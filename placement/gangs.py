@@ -19,10 +19,21 @@ GROUP_NAME_ANNOTATION = "scheduling.k8s.io/group-name"
 TASK_SPEC_ANNOTATION = "volcano.sh/task-spec"
 
 
-def policy_from(raw: Mapping[str, Any] | None, where: str) -> TopologyPolicy | None:
+def policy_from(raw: Mapping[str, Any] | None, where: str,
+                tier_names: Mapping[str, int] | None = None) -> TopologyPolicy | None:
+    """A Volcano NetworkTopologySpec; `highestTierName` (v1.14) is resolved through the HyperNodes' tierNames."""
     if not raw:
         return None
     tier = raw.get("highestTierAllowed")
+    name = raw.get("highestTierName")
+    if tier is not None and name:
+        raise ValueError(f"{where}.networkTopology: highestTierAllowed and highestTierName are exclusive")
+    if name:
+        if not tier_names or name not in tier_names:
+            known = sorted(tier_names or {})
+            raise ValueError(f"{where}.networkTopology.highestTierName: no HyperNode has tierName {name!r} "
+                             f"(known: {known})")
+        tier = tier_names[name]
     try:
         return TopologyPolicy(mode=raw.get("mode", "hard"), highest_tier_allowed=int(tier) if tier is not None else None)
     except (TypeError, ValueError) as exc:
@@ -73,7 +84,8 @@ def _matches(labels: Mapping[str, str], selector: Mapping[str, Any] | None) -> b
 
 
 def gang_from_objects(podgroup: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
-                      name: str | None = None, anchored_nodes: Sequence[str] = ()) -> Gang:
+                      name: str | None = None, anchored_nodes: Sequence[str] = (),
+                      tier_names: Mapping[str, int] | None = None) -> Gang:
     """One gang from a PodGroup (may be None: one role replica per task-spec) and its pods."""
     if not pods:
         raise ValueError("gang_from_objects: needs at least one pod")
@@ -89,7 +101,7 @@ def gang_from_objects(podgroup: Mapping[str, Any] | None, pods: Sequence[Mapping
     for i, policy in enumerate(pg_spec.get("subGroupPolicy") or []):
         pname = policy.get("name") or f"subgroup-{i}"
         keys = policy.get("matchLabelKeys") or []
-        topo = policy_from(policy.get("networkTopology"), f"{where}.subGroupPolicy[{i}]")
+        topo = policy_from(policy.get("networkTopology"), f"{where}.subGroupPolicy[{i}]", tier_names)
         if topo is not None:
             role_policies[pname] = topo
         min_subgroups[pname] = int(policy.get("minSubGroups") or 0)
@@ -121,7 +133,7 @@ def gang_from_objects(podgroup: Mapping[str, Any] | None, pods: Sequence[Mapping
                                     required=required))
     priority = max(int((p.get("spec") or {}).get("priority") or 0) for p in pods)
     return Gang(name=gang_name, role_replicas=tuple(replicas),
-                group_policy=policy_from(pg_spec.get("networkTopology"), where),
+                group_policy=policy_from(pg_spec.get("networkTopology"), where, tier_names),
                 role_policies=role_policies, priority=priority, anchored_nodes=tuple(sorted(set(anchored_nodes))))
 
 

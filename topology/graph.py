@@ -354,6 +354,10 @@ class Topology:
     def free(self, domain: str) -> Resources:
         return sub(self.allocatable(domain), self.used(domain))
 
+    def tier_names(self) -> dict[str, int]:
+        """HyperNode `tierName` -> tier (Volcano: the last one wins when two disagree)."""
+        return {h.tier_name: h.tier for h in self.hypernodes.values() if h.tier_name}
+
     def describe(self) -> dict[str, Any]:
         self._ensure()
         """A small summary for logs and the CLI."""

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+import pytest
+
 from placement.gangs import gang_from_objects
 from topology.resources import GPU
 
@@ -69,3 +71,17 @@ def test_pod_requests_node_selectors_and_tolerations_are_read() -> None:
 def test_a_bound_pod_reports_its_current_node() -> None:
     p = pod("x", "prefill", "prefill-0", nodeName="node-2")
     assert gang_from_objects(None, [p]).pods[0].current_node == "node-2"
+
+
+def test_highest_tier_name_resolves_through_hypernode_tier_names() -> None:
+    pg = podgroup()
+    pg["spec"]["networkTopology"] = {"mode": "hard", "highestTierName": "spine"}
+    gang = gang_from_objects(pg, seed_pods(), tier_names={"leaf": 1, "spine": 2})
+    assert gang.group_policy is not None and gang.group_policy.hard_tier == 2
+
+
+def test_an_unknown_tier_name_is_an_error_naming_the_field() -> None:
+    pg = podgroup()
+    pg["spec"]["networkTopology"] = {"mode": "hard", "highestTierName": "rack"}
+    with pytest.raises(ValueError, match=r"highestTierName.*'rack'"):
+        gang_from_objects(pg, seed_pods(), tier_names={"leaf": 1})
