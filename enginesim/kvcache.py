@@ -40,13 +40,6 @@ class AllBlocksClearedEvent:
 KVEvent = BlockStoredEvent | BlockRemovedEvent | AllBlocksClearedEvent
 
 
-@dataclass
-class Block:
-    block_id: int
-    ref: int = 0
-    block_hash: int | None = None
-
-
 class OutOfBlocks(Exception):
     """Not enough free blocks for an allocation."""
 
@@ -56,15 +49,19 @@ class BlockManager:
     num_blocks: int
     block_size: int
     on_event: Callable[[KVEvent], None] | None = None
-    blocks: list[Block] = field(init=False)
+    # Per-block state in flat lists (not one object per block): 100k+ blocks would otherwise
+    # slow start-up and every garbage collection.
+    ref: list[int] = field(init=False)
+    block_hash: list[int | None] = field(init=False)
     _free: OrderedDict[int, None] = field(init=False)
     _cached: dict[int, int] = field(init=False)
 
     def __post_init__(self) -> None:
         if self.num_blocks < 1 or self.block_size < 1:
             raise ValueError("num_blocks and block_size must be positive")
-        self.blocks = [Block(i) for i in range(self.num_blocks)]
-        self._free = OrderedDict((i, None) for i in range(self.num_blocks))
+        self.ref = [0] * self.num_blocks
+        self.block_hash = [None] * self.num_blocks
+        self._free = OrderedDict.fromkeys(range(self.num_blocks))
         self._cached = {}
 
     # -- queries ---------------------------------------------------------
@@ -94,17 +91,16 @@ class BlockManager:
 
     def can_allocate(self, n_new: int, reuse: Sequence[int] = ()) -> bool:
         """Whether ``n_new`` fresh blocks fit after taking ``reuse`` (cached) blocks."""
-        reused_free = sum(1 for b in reuse if self.blocks[b].ref == 0)
+        reused_free = sum(1 for b in reuse if self.ref[b] == 0)
         return len(self._free) - reused_free >= n_new
 
     # -- mutations -------------------------------------------------------
     def touch(self, block_ids: Sequence[int]) -> None:
         """Take a reference on cached blocks (removing free ones from the LRU queue)."""
         for b in block_ids:
-            block = self.blocks[b]
-            if block.ref == 0:
+            if self.ref[b] == 0:
                 self._free.pop(b, None)
-            block.ref += 1
+            self.ref[b] += 1
 
     def allocate(self, n: int) -> list[int]:
         """Take ``n`` blocks from the LRU head, evicting cached hashes they held."""
@@ -114,13 +110,13 @@ class BlockManager:
         evicted: list[int] = []
         for _ in range(n):
             b, _ = self._free.popitem(last=False)
-            block = self.blocks[b]
-            if block.block_hash is not None:
-                if self._cached.get(block.block_hash) == b:
-                    del self._cached[block.block_hash]
-                    evicted.append(block.block_hash)
-                block.block_hash = None
-            block.ref = 1
+            old = self.block_hash[b]
+            if old is not None:
+                if self._cached.get(old) == b:
+                    del self._cached[old]
+                    evicted.append(old)
+                self.block_hash[b] = None
+            self.ref[b] = 1
             taken.append(b)
         if evicted:
             self._emit(BlockRemovedEvent(evicted))
@@ -129,9 +125,8 @@ class BlockManager:
     def free(self, block_ids: Sequence[int]) -> None:
         """Drop one reference; unreferenced blocks join the LRU tail, last block first."""
         for b in reversed(block_ids):
-            block = self.blocks[b]
-            block.ref -= 1
-            if block.ref == 0:
+            self.ref[b] -= 1
+            if self.ref[b] == 0:
                 self._free[b] = None
 
     def commit(
@@ -153,14 +148,13 @@ class BlockManager:
         run_tokens: list[int] = []
         run_parent = parent_block_hash
         for i, (b, h) in enumerate(zip(block_ids, block_hashes, strict=True)):
-            block = self.blocks[b]
-            if h in self._cached or block.block_hash is not None:
+            if h in self._cached or self.block_hash[b] is not None:
                 if run_hashes:
                     self._emit(BlockStoredEvent(run_hashes, run_parent, run_tokens, bs, lora_id, lora_name))
                     run_hashes, run_tokens = [], []
                 run_parent = h
                 continue
-            block.block_hash = h
+            self.block_hash[b] = h
             self._cached[h] = b
             run_hashes.append(h)
             run_tokens.extend(token_ids[i * bs : (i + 1) * bs])
@@ -169,10 +163,9 @@ class BlockManager:
 
     def reset_prefix_cache(self) -> bool:
         """Forget every cached hash of unreferenced blocks (vLLM refuses while blocks are in use)."""
-        if any(block.ref > 0 for block in self.blocks):
+        if any(self.ref):
             return False
-        for block in self.blocks:
-            block.block_hash = None
+        self.block_hash = [None] * self.num_blocks
         self._cached.clear()
         self._emit(AllBlocksClearedEvent())
         return True

@@ -486,7 +486,7 @@ async def serve(config: SimConfig) -> None:
     # every stream at once; freeze start-up objects and collect the old generation rarely.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
+    gc.set_threshold(2_000, 50, 1000)
     # In-flight handlers get the grace period (below); whatever is left then is cancelled.
     # handler_cancellation: a client that disconnects aborts its request, as in vLLM.
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5,
