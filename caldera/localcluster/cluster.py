@@ -7,6 +7,7 @@ started in that directory and leaves nothing running.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -291,6 +292,7 @@ class Cluster:
                                f"before starting {spec.name!r} there")
         build.build_all(progress)
         prometheus.ensure_installed(progress)
+        self._kill_strays(progress)
         for d in (self.layout.run, self.layout.logs, self.layout.config):
             d.mkdir(parents=True, exist_ok=True)
         self.layout.state.write_text(json.dumps({"topology": spec.name, "ready": False, "ports": self.ports.model_dump()}))
@@ -331,10 +333,24 @@ class Cluster:
         with self.lock():
             return self._down(progress, wipe)
 
+    def _strays(self) -> list[int]:
+        executables = {str(build.binary(b)) for c in build.COMPONENTS for b in c.binaries}
+        with contextlib.suppress(prometheus.PrometheusError):
+            executables.add(prometheus.binary())
+        tracked = {pid for name in COMPONENTS if (pid := processes.running_pid(self.layout.run, name))}
+        return processes.find_strays(self.dir, executables, tracked)
+
+    def _kill_strays(self, progress: Progress) -> None:
+        strays = self._strays()
+        if strays:
+            progress(f"stopping {len(strays)} untracked leftover process(es) of {self.dir}: {strays}")
+            processes.kill_pids(strays)
+
     def _down(self, progress: Progress, wipe: bool) -> list[str]:
         stopped = [name for name in reversed(COMPONENTS) if processes.stop(self.layout.run, name)]
         for name in stopped:
             progress(f"{name}: stopped")
+        self._kill_strays(progress)
         if wipe:
             import shutil
 

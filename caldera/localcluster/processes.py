@@ -127,3 +127,34 @@ def group_pids(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             pids.append(int(entry.name))
     return pids
+
+
+def find_strays(directory: Path, executables: set[str], tracked: set[int]) -> list[int]:
+    """Live processes of ours for this cluster directory that no pid file tracks (left over by
+    a crash or a race): argv[0] is one of our executables (or the runner module) and an argument
+    names a path inside the directory."""
+    prefix = f"{directory}/"
+    strays = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in tracked or int(entry.name) == os.getpid():
+            continue
+        argv = _cmdline(int(entry.name))
+        if not argv:
+            continue
+        ours = argv[0] in executables or "caldera.localcluster.runner" in argv
+        if ours and any(prefix in arg or arg.endswith(f"={directory}") for arg in argv[1:]) \
+                and _alive(int(entry.name)):
+            strays.append(int(entry.name))
+    return strays
+
+
+def kill_pids(pids: list[int], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL whatever is left after `grace` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        pids = [p for p in pids if not wait_gone(p, deadline)]
+        if not pids:
+            return
