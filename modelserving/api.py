@@ -73,7 +73,10 @@ class GangPolicy(KubeModel):
 
     min_role_replicas: Annotated[
         dict[str, Int32] | None,
-        Field(json_schema_extra={"x-kubernetes-validations": [cel("self == oldSelf", "minRoleReplicas is immutable")]}),
+        Field(
+            max_length=MAX_ROLES,
+            json_schema_extra={"x-kubernetes-validations": [cel("self == oldSelf", "minRoleReplicas is immutable")]},
+        ),
     ] = None
 
 
@@ -147,7 +150,14 @@ class ServingGroup(KubeModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("!has(oldSelf.gangPolicy) || has(self.gangPolicy)", "gangPolicy is required once set")
+                cel("!has(oldSelf.gangPolicy) || has(self.gangPolicy)", "gangPolicy is required once set"),
+                cel(
+                    "!has(self.gangPolicy) || !has(self.gangPolicy.minRoleReplicas) || "
+                    "self.gangPolicy.minRoleReplicas.all(k, self.roles.exists(r, r.name == k && "
+                    "self.gangPolicy.minRoleReplicas[k] >= 0 && self.gangPolicy.minRoleReplicas[k] <= r.replicas))",
+                    "every gangPolicy.minRoleReplicas key must name a role, with 0 <= minRoleReplicas <= its replicas",
+                    fieldPath=".gangPolicy.minRoleReplicas",
+                ),
             ]
         }
     )

@@ -1,6 +1,7 @@
 """The generated CRDs on a real kube-apiserver: every example applies, the schema rejects what Kthena's does."""
 
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ def _rejection(api: client.CustomObjectsApi, namespace: str, body: dict[str, Any
     with pytest.raises(ApiException) as caught:
         _create(api, namespace, body)
     assert caught.value.status in (400, 422), caught.value.body
-    return str(caught.value.body)
+    status = json.loads(caught.value.body or "{}")
+    return f"{status['message']} {json.dumps(status.get('details', {}))}"
 
 
 def _sample() -> dict[str, Any]:
@@ -136,6 +138,23 @@ def test_workers_without_a_worker_template_are_rejected_by_cel(
     assert "workerTemplate is required when workerReplicas is greater than 0" in message
 
 
+def test_a_gang_policy_naming_a_missing_role_is_rejected_by_cel(
+    custom: client.CustomObjectsApi, cluster_namespace: str
+) -> None:
+    body = _sample()
+    body["spec"]["template"]["gangPolicy"] = {"minRoleReplicas": {"router": 1}}
+    message = _rejection(custom, cluster_namespace, body)
+    assert "spec.template.gangPolicy.minRoleReplicas" in message
+
+
+def test_a_gang_minimum_above_the_role_replicas_is_rejected_by_cel(
+    custom: client.CustomObjectsApi, cluster_namespace: str
+) -> None:
+    body = _sample()
+    body["spec"]["template"]["gangPolicy"] = {"minRoleReplicas": {"prefill": 3}}
+    assert "0 <= minRoleReplicas <= its replicas" in _rejection(custom, cluster_namespace, body)
+
+
 def test_duplicate_role_names_are_rejected_by_cel(custom: client.CustomObjectsApi, cluster_namespace: str) -> None:
     body = _sample()
     body["spec"]["template"]["roles"][1]["name"] = "prefill"
@@ -158,7 +177,7 @@ def test_gang_policy_cannot_be_removed_once_set(custom: client.CustomObjectsApi,
         custom.replace_namespaced_custom_object(
             resource.group, resource.version, cluster_namespace, resource.plural, created["metadata"]["name"], created
         )
-    assert "gangPolicy is required once set" in str(caught.value.body)
+    assert "gangPolicy is required once set" in json.loads(caught.value.body or "{}")["message"]
 
 
 def test_a_binding_with_both_targets_is_rejected_by_cel(custom: client.CustomObjectsApi, cluster_namespace: str) -> None:
