@@ -73,6 +73,8 @@ def _ms(value: float | None) -> float | None:
 @click.option("--max-num-seqs", "--max-running-requests", "max_num_seqs", type=int, help="Running batch limit.")
 @click.option("--max-waiting-queue-length", type=int, default=1000, show_default=True,
               help="Waiting requests beyond this get HTTP 429.")
+@click.option("--queue-full-status", type=click.Choice(["429", "503"]), default="429", show_default=True,
+              help="HTTP status when the waiting queue is full (vLLM RFC #18826 proposes 503).")
 @click.option("--max-model-len", "--context-length", "max_model_len", type=int)
 @click.option("--max-num-batched-tokens", "--chunked-prefill-size", "max_num_batched_tokens", type=int,
               help="Token budget of one engine step (decodes + prefill chunks) [default: 8192].")
@@ -176,6 +178,7 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         hash_seed=opts["hash_seed"],
         time_scale=opts["time_scale"],
         max_waiting_queue_length=opts["max_waiting_queue_length"],
+        queue_full_status=int(opts["queue_full_status"]),
         default_max_tokens=opts["default_max_tokens"],
         kv_events=KVEventsConfig.parse(opts["kv_events_config"]) if opts["kv_events_config"] else KVEventsConfig(),
         kv_events_encoding=opts["kv_events_encoding"],

@@ -211,10 +211,6 @@ class Engine:
         """
         if self.draining:
             raise EngineDraining("the engine is shutting down")
-        if len(self.waiting) >= self.max_waiting_queue_length:
-            raise QueueFull(
-                f"the waiting queue is full ({self.max_waiting_queue_length} requests); retry later"
-            )
         needed = (len(req.prompt_ids) + req.max_tokens) // self.profile.block_size + 1
         if needed > self.blocks.num_blocks:
             raise ValueError(
@@ -226,6 +222,15 @@ class Engine:
         req._admitted = asyncio.get_running_loop().create_future()
         self.waiting.append(req)
         self._schedule()
+        if len(self.waiting) > self.max_waiting_queue_length and self.waiting[-1] is req:
+            # It would have to wait and the queue is already full.
+            self.waiting.pop()
+            req._admitted = None
+            if not self.running and not self.waiting:
+                self._idle.set()
+            raise QueueFull(
+                f"the waiting queue is full ({self.max_waiting_queue_length} requests); retry later"
+            )
         return self._run(req)
 
     async def generate(self, req: EngineRequest) -> AsyncIterator[TokenOutput]:

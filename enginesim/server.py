@@ -411,7 +411,7 @@ class SimServer:
             outputs = self.engine.submit(ereq)
         except QueueFull as exc:
             self.metrics.requests_rejected.labels("queue_full").inc()
-            raise ApiError(429, str(exc)) from None
+            raise ApiError(self.config.queue_full_status, str(exc)) from None
         except EngineDraining as exc:
             raise ApiError(503, str(exc)) from None
         except ValueError as exc:

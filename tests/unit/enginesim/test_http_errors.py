@@ -106,3 +106,13 @@ def test_full_waiting_queue_is_429(start_sim: Any) -> None:
                 rejected = httpx.post(sim.url + "/v1/completions", json=long)
                 assert rejected.status_code == 429
                 assert error_of(rejected)["type"] == "TooManyRequestsError"
+
+
+def test_queue_full_status_can_be_503(start_sim: Any) -> None:
+    sim = start_sim("--max-num-seqs", "1", "--max-waiting-queue-length", "0", "--time-scale", "1",
+                    "--queue-full-status", "503")
+    long = {"model": "sim-model", "prompt": "x", "max_tokens": 300, "stream": True}
+    with httpx.Client(base_url=sim.url, timeout=30) as client, client.stream("POST", "/v1/completions",
+                                                                             json=long) as running:
+        assert running.status_code == 200
+        assert httpx.post(sim.url + "/v1/completions", json=long).status_code == 503
