@@ -9,6 +9,7 @@ quantities marked `x-kubernetes-int-or-string`.
 from __future__ import annotations
 
 import difflib
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,10 @@ def file_name(resource: Resource) -> str:
     return f"{resource.group}_{resource.plural}.yaml"
 
 
-class _NoAliasDumper(yaml.SafeDumper):
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _NoAliasDumper(_BaseDumper):  # type: ignore[misc]
     """Spell out repeated sub-schemas instead of YAML anchors, so the files read plainly."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -245,9 +249,14 @@ def render(resource: Resource) -> str:
     return header + body
 
 
+@functools.cache
+def _generated() -> tuple[tuple[str, str], ...]:
+    return tuple((file_name(resource), render(resource)) for resource in RESOURCES)
+
+
 def generate_all() -> dict[str, str]:
     """File name -> YAML text for every CRD."""
-    return {file_name(resource): render(resource) for resource in RESOURCES}
+    return dict(_generated())
 
 
 def stale_files(output_dir: Path) -> dict[str, str]:
