@@ -72,7 +72,7 @@ class SimServer:
             self._add_lora(module.name, module.path, module.base_model_name)
         self.engine_id = (config.kv_transfer.engine_id if config.kv_transfer and config.kv_transfer.engine_id
                           else str(uuid.uuid4()))
-        self.rooms = disagg.BootstrapRooms(config.kv_transfer_timeout)
+        self.rooms = disagg.BootstrapRooms(config.kv_transfer_timeout / config.time_scale)
         self.loop_monitor = LoopLagMonitor()
         self.started_at = time.monotonic()
         self.created = int(time.time())
