@@ -35,10 +35,10 @@ IGNORED_VALUE_FLAGS = (
     "--max-seq-len-to-capture", "--generation-config", "--reasoning-parser",
 )
 IGNORED_BOOL_FLAGS = (
-    "--trust-remote-code", "--enforce-eager", "--enable-prefix-caching", "--no-enable-prefix-caching",
+    "--trust-remote-code", "--enforce-eager",
     "--disable-log-requests", "--disable-log-stats", "--enable-chunked-prefill", "--no-enable-chunked-prefill",
     "--enable-auto-tool-choice", "--disable-frontend-multiprocessing", "--enable-metrics",
-    "--enable-cache-report", "--skip-server-warmup", "--disable-radix-cache", "--enable-prompt-tokens-details",
+    "--enable-cache-report", "--skip-server-warmup", "--enable-prompt-tokens-details",
     "--enable-log-requests", "--disable-fastapi-docs", "--enable-server-load-tracking",
 )
 
@@ -94,6 +94,9 @@ def _ms(value: float | None) -> float | None:
 @click.option("--kv-events-config", help="vLLM KVEventsConfig JSON (publisher zmq, endpoint, topic, replay_endpoint).")
 @click.option("--kv-events-encoding", type=click.Choice(["array", "map"]), default="array", show_default=True,
               help="array: msgspec array_like events; map: tagged-map events (vLLM >= PR #42892).")
+@click.option("--enable-prefix-caching/--no-enable-prefix-caching", default=True, show_default=True,
+              help="Block-level prefix caching (off: no cache hits and no KV events).")
+@click.option("--disable-radix-cache", is_flag=True, help="SGLang spelling of --no-enable-prefix-caching.")
 @click.option("--enable-lora", is_flag=True)
 @click.option("--lora-modules", multiple=True, help="name=path or vLLM's JSON form; repeat for several.")
 @click.option("--max-loras", type=int, default=1, show_default=True, help="Distinct adapters per running batch.")
@@ -179,6 +182,7 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         time_scale=opts["time_scale"],
         max_waiting_queue_length=opts["max_waiting_queue_length"],
         queue_full_status=int(opts["queue_full_status"]),
+        enable_prefix_caching=opts["enable_prefix_caching"] and not opts["disable_radix_cache"],
         default_max_tokens=opts["default_max_tokens"],
         kv_events=KVEventsConfig.parse(opts["kv_events_config"]) if opts["kv_events_config"] else KVEventsConfig(),
         kv_events_encoding=opts["kv_events_encoding"],

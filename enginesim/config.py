@@ -93,6 +93,7 @@ class SimConfig:
     time_scale: float = 1.0
     max_waiting_queue_length: int = 1000
     queue_full_status: int = 429
+    enable_prefix_caching: bool = True
     default_max_tokens: int = 256
     kv_events: KVEventsConfig = field(default_factory=KVEventsConfig)
     kv_events_encoding: Encoding = "array"

@@ -152,6 +152,7 @@ class Engine:
         max_waiting_queue_length: int = 1000,
         max_loras: int = 1,
         hold_timeout: float = 480.0,
+        prefix_caching: bool = True,
         on_kv_event: Callable[[KVEvent], None] | None = None,
         observer: EngineObserver | None = None,
     ) -> None:
@@ -163,6 +164,7 @@ class Engine:
         self.max_waiting_queue_length = max_waiting_queue_length
         self.max_loras = max_loras
         self.hold_timeout = hold_timeout
+        self.prefix_caching = prefix_caching
         self.blocks = BlockManager(profile.num_gpu_blocks, profile.block_size, on_kv_event)
         self.observer: EngineObserver = observer or NullObserver()
         self.waiting: deque[EngineRequest] = deque()
@@ -347,7 +349,7 @@ class Engine:
         tokens = req.all_ids
         bs = self.profile.block_size
         n_full = min(len(tokens) // bs, len(req.block_ids))
-        if n_full <= req.committed_blocks:
+        if n_full <= req.committed_blocks or not self.prefix_caching:
             return
         lora_name = req.lora.name if req.lora else None
         while len(req.block_hashes) < n_full:
@@ -426,7 +428,7 @@ class Engine:
             req.block_hashes = self.prompt_hashes(req, tokens)
         # The last token is always recomputed, so at most len-1 tokens can hit.
         hashes = req.block_hashes[: (len(tokens) - 1) // bs]
-        matched = self.blocks.match_prefix(hashes)
+        matched = self.blocks.match_prefix(hashes) if self.prefix_caching else []
         needed = (len(tokens) + bs) // bs  # room for every token plus the next one
         fresh = needed - len(matched)
         if not self.blocks.can_allocate(fresh, matched):

@@ -123,7 +123,7 @@ class _StateCollector(Collector):
                 "vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
                 labels=["block_size", "num_gpu_blocks", "enable_prefix_caching", "cache_dtype", "engine"],
             )
-            cache.add_metric([str(e.profile.block_size), str(e.profile.num_gpu_blocks), "True", "auto", "0"], 1.0)
+            cache.add_metric([str(e.profile.block_size), str(e.profile.num_gpu_blocks), str(e.prefix_caching), "auto", "0"], 1.0)
             yield cache
             lora = GaugeMetricFamily(
                 "vllm:lora_requests_info", "Running stats on lora requests.",

@@ -61,7 +61,7 @@ class SimServer:
             seed=config.seed, hash_seed=config.hash_seed,
             max_waiting_queue_length=config.max_waiting_queue_length,
             max_loras=config.max_loras, hold_timeout=config.kv_transfer_timeout,
-            on_kv_event=self._on_kv_event,
+            on_kv_event=self._on_kv_event, prefix_caching=config.enable_prefix_caching,
         )
         self.metrics = EngineMetrics(self.engine, config.served_model_names[0], config.mode,
                                      legacy=config.show_hidden_metrics_for_version is not None)

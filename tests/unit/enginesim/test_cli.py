@@ -94,3 +94,9 @@ def test_python_dash_m_rejects_unknown_flags_clearly() -> None:
                           text=True, timeout=30)
     assert proc.returncode == 2
     assert "No such option '--bogus'" in proc.stderr
+
+
+def test_prefix_caching_can_be_disabled_with_either_spelling() -> None:
+    assert parse("--model", "m").enable_prefix_caching
+    assert not parse("--model", "m", "--no-enable-prefix-caching").enable_prefix_caching
+    assert not parse("--model", "m", "--disable-radix-cache").enable_prefix_caching

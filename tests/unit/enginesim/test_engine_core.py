@@ -68,6 +68,15 @@ async def test_shared_prefix_is_served_from_cache() -> None:
     assert (first.num_cached_tokens, second.num_cached_tokens) == (0, 12)
 
 
+async def test_without_prefix_caching_nothing_is_reused() -> None:
+    e = Engine(get_profile("8b-h100").with_overrides(num_gpu_blocks=64, block_size=4), TOK, Clock(1000.0),
+               prefix_caching=False)
+    await drain(e.generate(request("a", list(range(13)))))
+    again = request("b", list(range(13)))
+    await drain(e.generate(again))
+    assert again.num_cached_tokens == 0 and e.blocks.num_cached == 0
+
+
 async def test_fully_cached_prompt_still_recomputes_its_last_block() -> None:
     e = engine()
     await drain(e.generate(request("a", list(range(8)))))
