@@ -109,7 +109,7 @@ async def prefix_part(log_dir: Path) -> dict[str, Any]:
     profile = get_profile("8b-h100")
     total, block = 1024, profile.block_size
     sim = launch_sim(log_dir, "--model", "bench", "--profile", "8b-h100")
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         async with aiohttp.ClientSession() as session:
             await timed_stream(session, sim.url, "warm up", 2)

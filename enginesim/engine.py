@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -204,7 +204,7 @@ class Engine:
         lora_name = req.lora.name if req.lora else None
         return hash_blocks(token_ids, self.profile.block_size, lora_name, req.cache_salt, self.hash_seed)
 
-    def submit(self, req: EngineRequest) -> AsyncIterator[TokenOutput]:
+    def submit(self, req: EngineRequest) -> AsyncGenerator[TokenOutput, None]:
         """Queue ``req`` now (or raise) and return the iterator of its output tokens.
 
         Raises :class:`EngineDraining`, :class:`QueueFull`, or ValueError (a request that
@@ -244,7 +244,7 @@ class Engine:
         finally:
             self.abort(req)
 
-    async def _run(self, req: EngineRequest) -> AsyncIterator[TokenOutput]:
+    async def _run(self, req: EngineRequest) -> AsyncGenerator[TokenOutput, None]:
         seed = self.seed if req.seed is None else (self.seed * 1_000_003 + req.seed)
         stream = TokenStream(self.tokenizer, seed, req.prompt_ids)
         try:
