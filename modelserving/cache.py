@@ -58,7 +58,8 @@ class Cache:
         self.trigger(key).set()
 
     def queue_depth(self) -> int:
-        return sum(1 for e in self.triggers.values() if e.is_set())
+        """ModelServings with a change not yet reconciled."""
+        return sum(1 for k, e in self.triggers.items() if e.is_set() and k in self.modelservings)
 
     def forget(self, key: Key) -> None:
         self.entries.pop(key, None)

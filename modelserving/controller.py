@@ -90,7 +90,8 @@ async def detect_podgroups(logger: kopf.Logger, **_: Any) -> None:
 def _observe(kind: str, event: dict[str, Any]) -> None:
     obj = event.get("object") or {}
     key = STATE.cache.observe(kind, str(event.get("type")), obj)
-    if key is not None:
+    # Children of a ModelServing that is gone (e.g. pods terminating after it) wake nobody.
+    if key is not None and key in STATE.cache.modelservings:
         STATE.cache.kick(key)
         QUEUE_DEPTH.set(STATE.cache.queue_depth())
 

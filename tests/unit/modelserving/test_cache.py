@@ -50,7 +50,14 @@ def test_role_replica_deletion_is_remembered_per_role_replica() -> None:
 
 def test_kick_sets_the_trigger_and_counts_in_queue_depth() -> None:
     cache = Cache()
+    cache.modelservings[KEY] = {"metadata": {"name": "sample", "namespace": "ns"}}
     cache.kick(KEY)
     assert cache.queue_depth() == 1
     cache.trigger(KEY).clear()
+    assert cache.queue_depth() == 0
+
+
+def test_queue_depth_ignores_children_of_unknown_modelservings() -> None:
+    cache = Cache()
+    cache.kick(("ns", "gone"))
     assert cache.queue_depth() == 0
