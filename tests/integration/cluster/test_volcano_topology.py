@@ -1,4 +1,6 @@
-"""vc-scheduler on the `small` topology: gangs with network-topology constraints."""
+"""vc-scheduler on the `small` topology: gangs with network-topology constraints.
+
+These run on a private cluster (see conftest.py): they need most of the GPUs."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ GROUP, VERSION = "scheduling.volcano.sh", "v1beta1"
 
 
 @pytest.fixture
-def apis(local_cluster: LocalCluster) -> Iterator[tuple[client.CoreV1Api, client.CustomObjectsApi]]:
-    api = local_cluster.api_client()
+def apis(private_cluster: LocalCluster) -> Iterator[tuple[client.CoreV1Api, client.CustomObjectsApi]]:
+    api = private_cluster.api_client()
     yield client.CoreV1Api(api), client.CustomObjectsApi(api)
     api.close()
 
@@ -63,33 +65,33 @@ def _running_leaves(core: client.CoreV1Api, ns: str, names: list[str]) -> dict[s
     return {n: nodes[pods[n].spec.node_name]["caldera.dev/leaf"] for n in names}
 
 
-def test_hard_tier1_gang_runs_inside_one_tier1_hypernode(apis: Any, cluster_namespace: str) -> None:
+def test_hard_tier1_gang_runs_inside_one_tier1_hypernode(apis: Any, private_namespace: str) -> None:
     names = [f"w{i}" for i in range(4)]
-    _create(apis, cluster_namespace,
+    _create(apis, private_namespace,
             _podgroup("gang", 4, 16, networkTopology={"mode": "hard", "highestTierAllowed": 1}),
             [_pod(n, "gang", 4) for n in names])
-    leaves = wait.until(lambda: _running_leaves(apis[0], cluster_namespace, names), 90, "4 pods Running")
+    leaves = wait.until(lambda: _running_leaves(apis[0], private_namespace, names), 90, "4 pods Running")
     assert len(set(leaves.values())) == 1
 
 
-def test_gang_too_big_for_tier1_stays_pending_with_volcano_reason(apis: Any, cluster_namespace: str) -> None:
+def test_gang_too_big_for_tier1_stays_pending_with_volcano_reason(apis: Any, private_namespace: str) -> None:
     core, custom = apis
     # 5 x 8 GPUs = 40 GPUs; a tier-1 HyperNode of `small` has 32.
-    _create(apis, cluster_namespace,
+    _create(apis, private_namespace,
             _podgroup("big", 5, 40, networkTopology={"mode": "hard", "highestTierAllowed": 1}),
             [_pod(f"b{i}", "big", 8) for i in range(5)])
 
     def unschedulable_condition() -> dict[str, Any] | None:
-        pg = custom.get_namespaced_custom_object(GROUP, VERSION, cluster_namespace, "podgroups", "big")
+        pg = custom.get_namespaced_custom_object(GROUP, VERSION, private_namespace, "podgroups", "big")
         conditions = (pg.get("status") or {}).get("conditions") or []
         return next((c for c in conditions if c.get("type") == "Unschedulable" and c.get("message")), None)
 
     condition = wait.until(unschedulable_condition, 60, "PodGroup condition Unschedulable")
-    phases = {p.status.phase for p in core.list_namespaced_pod(cluster_namespace).items}
+    phases = {p.status.phase for p in core.list_namespaced_pod(private_namespace).items}
     assert phases == {"Pending"} and condition["status"] == "True"
 
 
-def test_subgroup_policy_keeps_each_subgroup_inside_one_tier1_hypernode(apis: Any, cluster_namespace: str) -> None:
+def test_subgroup_policy_keeps_each_subgroup_inside_one_tier1_hypernode(apis: Any, private_namespace: str) -> None:
     # Two sub-groups of 3 pods x 8 GPUs (24 GPUs each): they cannot share one 32-GPU leaf,
     # and each must stay inside one leaf.
     names = {f"{role}{i}": role for role in ("a", "b") for i in range(3)}
@@ -101,16 +103,16 @@ def test_subgroup_policy_keeps_each_subgroup_inside_one_tier1_hypernode(apis: An
         "minSubGroups": 2,
         "networkTopology": {"mode": "hard", "highestTierAllowed": 1},
     }]
-    _create(apis, cluster_namespace,
+    _create(apis, private_namespace,
             _podgroup("sg", 6, 48, networkTopology={"mode": "hard", "highestTierAllowed": 2}, subGroupPolicy=policy),
             [_pod(n, "sg", 8, {"app": "sg", "role-id": role}) for n, role in names.items()])
-    leaves = wait.until(lambda: _running_leaves(apis[0], cluster_namespace, list(names)), 90, "6 pods Running")
+    leaves = wait.until(lambda: _running_leaves(apis[0], private_namespace, list(names)), 90, "6 pods Running")
     by_role = {role: {leaves[n] for n, r in names.items() if r == role} for role in ("a", "b")}
     assert [len(v) for v in by_role.values()] == [1, 1]
 
 
-def test_podgroup_schema_has_subgroup_policy(local_cluster: LocalCluster) -> None:
-    ext = client.ApiextensionsV1Api(local_cluster.api_client())
+def test_podgroup_schema_has_subgroup_policy(private_cluster: LocalCluster) -> None:
+    ext = client.ApiextensionsV1Api(private_cluster.api_client())
     crd = ext.read_custom_resource_definition("podgroups.scheduling.volcano.sh")
     spec = crd.spec.versions[0].schema.open_apiv3_schema.properties["spec"]
     assert "subGroupPolicy" in spec.properties
