@@ -32,6 +32,13 @@ no kube-scheduler). Pod IPs come from the node's
 `127.1.<node index>.0/24`; images starting `caldera/enginesim` run
 `<python> -m enginesim <args> --host <podIP> --port <containerPort>`, images starting
 `caldera/process` run their command/args (see `runner`). Caldera's CRDs in `crds/*.yaml`
-are applied at `cluster up`. Note: Endpoints/EndpointSlices reject loopback addresses, so
-Services over these pods get no endpoints; read pod IPs from pods.
+are applied at `cluster up`. The API server accepts loopback pod IPs, but Endpoints and
+EndpointSlices do not (kube-controller-manager logs `endpoints[0].addresses[0]: Invalid
+value: "127.1.2.2": may not be in the loopback range (127.0.0.0/8, ::1/128)`), so Services
+over these pods get no endpoints: read pod IPs from the pods themselves.
+
+Prometheus: Debian's prometheus 2.42 has no `kubernetes_sd_configs` (its config parser says
+`field kubernetes_sd_configs not found in type config.ScrapeConfig`), so the runner writes
+the annotated pods as a `file_sd_configs` target file (`caldera.localcluster.scrape`); the
+target labels are `namespace`, `pod`, `node` and the pod's labels.
 """
