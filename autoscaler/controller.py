@@ -290,14 +290,19 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
         if not P.scrape_all_pods(annotations):
             labels[ENTRY_LABEL] = "true"
         plans = P.metric_plans(spec.metrics, param.target)
-        for plan, sample in zip(plans, await collect(mem, namespace, name, plans, labels, annotations), strict=True):
+        currents.append(int((obj.get("spec") or {}).get("replicas", 1)))
+        readies.append(min(_ready_replicas(obj), currents[-1]))
+        samples_v = await collect(mem, namespace, name, plans, labels, annotations)
+        for plan, sample in zip(plans, samples_v, strict=True):
             if sample.value is None or sample.observed_at is None or time.time() - sample.observed_at > 60:
+                if readies[-1] == 0:
+                    # No replica serves, so none carries load: absent series mean zero here.
+                    units[plan.name] = units.get(plan.name, 0.0)
+                    continue
                 complete = False
                 continue
             units[plan.name] = units.get(plan.name, 0.0) + sample.value / plan.target
             seen[plan.name] = sample.observed_at
-        currents.append(int((obj.get("spec") or {}).get("replicas", 1)))
-        readies.append(min(_ready_replicas(obj), currents[-1]))
         caps.append(P.variant_capacity((obj.get("metadata") or {}).get("annotations") or {}))
     pool_current = math.ceil(sum(c * n for c, n in zip(caps, currents, strict=True)) - 1e-9)
     pool_ready = math.floor(sum(c * n for c, n in zip(caps, readies, strict=True)) + 1e-9)
