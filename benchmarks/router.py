@@ -651,12 +651,14 @@ async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
                   engine_dir: Path | None = None) -> dict[str, Any]:
     setup = QualitySetup(time_scale=time_scale)
     cluster_kv_tokens = setup.pods * setup.num_gpu_blocks * setup.block_size
+    # Groups of requests sharing a 6,000-token system prompt (Kthena's and llm-d's shape); the
+    # groups' prefixes together exceed the pods' combined KV cache.
     if quick:
-        shared = shared_prefix_workload(groups=48, per_group=6, prefix_tokens=6000, question_tokens=100,
-                                        output_tokens=24, rate_from=2, rate_to=30)
+        shared = shared_prefix_workload(groups=48, per_group=12, prefix_tokens=6000, question_tokens=100,
+                                        output_tokens=24, rate_from=4, rate_to=50)
     else:
-        shared = shared_prefix_workload(groups=64, per_group=8, prefix_tokens=6000, question_tokens=100,
-                                        output_tokens=24, rate_from=2, rate_to=40)
+        shared = shared_prefix_workload(groups=64, per_group=16, prefix_tokens=6000, question_tokens=100,
+                                        output_tokens=24, rate_from=4, rate_to=60)
     prefix_total = len({it[1]["prompt"][:200] for it in shared.items}) * 6000
     unique = unique_workload(n=150 if quick else 300, prompt_tokens=1000, output_tokens=24,
                              rate=12 if quick else 14)

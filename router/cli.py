@@ -76,6 +76,16 @@ def router_command(config_path: str | None, kubeconfig: str | None, in_cluster: 
     if not cluster and config_path is None:
         raise click.UsageError("give --config FILE (static mode) or --kubeconfig/--in-cluster (cluster mode)")
     log.debug("router configuration", extra={"config": config.model_dump(by_alias=True)})
+    _raise_open_file_limit()
     import uvloop
 
     uvloop.run(serve(config, kubeconfig, cluster, namespace))
+
+
+def _raise_open_file_limit() -> None:
+    """A proxy holds two sockets per stream: lift the soft descriptor limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

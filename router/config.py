@@ -107,12 +107,11 @@ def _p(type_: str, weight: float = 1.0, **params: Any) -> PluginRef:
 
 # The default (see docs/router.md): Dynamo's cost - queued uncached prefill plus the KV each
 # pod would hold, from the router's own fresh accounting and the engines' reports - with
-# prefix affinity from KV events (covered by routing history) and the engines' queues.
+# prefix affinity from KV events (covered by routing history) as the tie-breaker.
 BUILTIN_PROFILES: dict[str, ProfileConfig] = {
     "default": ProfileConfig(
         filters=[_p("healthy")],
-        scorers=[_p("cost-model", 3, overlap_weight=1.0), _p("kv-events", 1), _p("queue", 1),
-                 _p("lora-affinity", 1)],
+        scorers=[_p("cost-model", 3, overlap_weight=1.0), _p("kv-events", 1), _p("lora-affinity", 1)],
         picker=_p("max-score")),
     "random": ProfileConfig(picker=_p("random")),
     "round-robin": ProfileConfig(picker=_p("round-robin")),

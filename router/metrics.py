@@ -42,6 +42,8 @@ class RouterMetrics:
                                  registry=r)
         self.kv_event_gaps = Counter("caldera_router_kv_event_gaps", "Sequence gaps in KV events.", ["pod"],
                                      registry=r)
+        self.rejected = Counter("caldera_router_rejected", "Requests refused before routing, by status and code.",
+                                ["status", "code"], registry=r)
         self.pd_prefill_skipped = Counter("caldera_router_pd_prefill_skipped",
                                           "Disaggregated requests whose prefill was skipped (cached).",
                                           registry=r)

@@ -181,13 +181,17 @@ class Router:
         try:
             return await handler(request)
         except RequestError as exc:
+            self.metrics.rejected.labels(str(exc.status), exc.code or "invalid_request").inc()
             return web.Response(status=exc.status, body=exc.body(), content_type="application/json")
         except web.HTTPRequestEntityTooLarge:
+            self.metrics.rejected.labels("413", "body_too_large").inc()
             return _error(413, f"request body exceeds {self.config.max_body_bytes} bytes", code="body_too_large")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return _error(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
+            code = exc.reason.lower().replace(" ", "_")
+            self.metrics.rejected.labels(str(exc.status), code).inc()
+            return _error(exc.status, exc.reason, code=code)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:

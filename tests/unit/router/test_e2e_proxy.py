@@ -125,3 +125,10 @@ async def test_metrics_count_requests_and_tokens(two_models):
         text = await r.text()
     assert 'caldera_router_requests_total{model="chat",path="/v1/completions",route="default/chat"' in text
     assert 'caldera_router_tokens_total{kind="completion",model="chat"} 4.0' in text
+
+
+async def test_rejected_requests_are_counted_by_status_and_code(two_models):
+    await two_models.complete({"model": "nope", "prompt": "x"})
+    async with two_models.session.get(two_models.url + "/metrics") as r:
+        text = await r.text()
+    assert 'caldera_router_rejected_total{code="model_not_found",status="404"} 1.0' in text
