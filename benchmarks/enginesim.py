@@ -142,7 +142,7 @@ async def prefix_part(log_dir: Path) -> dict[str, Any]:
 async def streams_part(log_dir: Path, n: int, max_tokens: int) -> dict[str, Any]:
     sim: SimProcess = launch_sim(log_dir, "--model", "bench", "--profile", "70b-h100-tp8",
                                  "--max-num-seqs", str(n), "--max-waiting-queue-length", str(n),
-                                 "--num-gpu-blocks", "200000")
+                                 "--num-gpu-blocks", "200000", "--loop-lag-probe-interval", "2")
     try:
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(sim.proc.pid, {0})

@@ -117,6 +117,8 @@ def _ms(value: float | None) -> float | None:
 @click.option("--shutdown-grace-period", type=float, default=30.0, show_default=True,
               help="Seconds to finish in-flight requests after SIGTERM.")
 @click.option("--api-key", help="Require this bearer token on the OpenAI endpoints.")
+@click.option("--loop-lag-probe-interval", type=float, default=20.0, show_default=True,
+              help="ms between event-loop lag probes (shorter = finer, costs idle CPU).")
 @click.option("--show-hidden-metrics-for-version",
               help="Also expose deprecated metric names (vllm:gpu_cache_usage_perc, vllm:gpu_prefix_cache_*).")
 @_ignored
@@ -196,6 +198,7 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         faults=faults,
         shutdown_grace_period=opts["shutdown_grace_period"],
         api_key=opts["api_key"],
+        loop_lag_probe_interval=opts["loop_lag_probe_interval"] / 1000.0,
         show_hidden_metrics_for_version=opts["show_hidden_metrics_for_version"],
     )
     config.validate()

@@ -108,6 +108,7 @@ class SimConfig:
     shutdown_grace_period: float = 30.0
     api_key: str | None = None
     show_hidden_metrics_for_version: str | None = None
+    loop_lag_probe_interval: float = 0.02
 
     def validate(self) -> None:
         self.profile.validate()
@@ -124,5 +125,7 @@ class SimConfig:
             raise ValueError("lora-modules: requires --enable-lora")
         if self.default_max_tokens < 1:
             raise ValueError(f"default-max-tokens: must be >= 1, got {self.default_max_tokens}")
+        if self.loop_lag_probe_interval <= 0:
+            raise ValueError(f"loop-lag-probe-interval: must be > 0, got {self.loop_lag_probe_interval}")
         if self.shutdown_grace_period < 0:
             raise ValueError(f"shutdown-grace-period: must be >= 0, got {self.shutdown_grace_period}")

@@ -73,7 +73,7 @@ class SimServer:
         self.engine_id = (config.kv_transfer.engine_id if config.kv_transfer and config.kv_transfer.engine_id
                           else str(uuid.uuid4()))
         self.rooms = disagg.BootstrapRooms(config.kv_transfer_timeout / config.time_scale)
-        self.loop_monitor = LoopLagMonitor()
+        self.loop_monitor = LoopLagMonitor(config.loop_lag_probe_interval)
         self.started_at = time.monotonic()
         self.created = int(time.time())
         self.rng = random.Random(config.seed ^ 0x5EED)
