@@ -116,7 +116,7 @@ async def prefix_part(log_dir: Path) -> dict[str, Any]:
             for pct in (0, 25, 50, 75, 100):
                 cached = total * pct // 100
                 clients, engines = [], []
-                for trial in range(3):
+                for trial in range(5):
                     prefix = unique_prompt(f"p{pct}t{trial}", cached)
                     if cached:
                         await timed_stream(session, sim.url, prefix, 1)  # store the prefix
