@@ -43,6 +43,32 @@ IGNORED_BOOL_FLAGS = (
 )
 
 
+# vLLM declares these with nargs="+": `--lora-modules a=/a b=/b` takes every value up to the
+# next option. Click wants the flag repeated, so the command line is rewritten first.
+MULTI_VALUE_FLAGS = ("--served-model-name", "--lora-modules", "--failure-types")
+
+
+def expand_multi_value_flags(args: list[str]) -> list[str]:
+    out: list[str] = []
+    current: str | None = None
+    for arg in args:
+        if arg.startswith("-"):
+            current = arg if arg in MULTI_VALUE_FLAGS else None
+            if current is None:
+                out.append(arg)
+            continue
+        if current is not None:
+            out.extend((current, arg))
+            continue
+        out.append(arg)
+    return out
+
+
+class VllmStyleCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_multi_value_flags(args))
+
+
 def _ignored(func: Callable[..., Any]) -> Callable[..., Any]:
     for flag in IGNORED_VALUE_FLAGS:
         func = click.option(flag, expose_value=False, hidden=True, type=str)(func)
@@ -55,10 +81,11 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else value / 1000.0
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=VllmStyleCommand,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("positional", nargs=-1)
 @click.option("--model", "--model-path", "model", help="Model name or path (vLLM --model, SGLang --model-path).")
-@click.option("--served-model-name", multiple=True, help="Name(s) served on the API; repeat for several.")
+@click.option("--served-model-name", multiple=True, help="Name(s) served on the API (vLLM's `--served-model-name a b`).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, help="HTTP port [default: 8000, 30000 in SGLang mode].")
 @click.option("--mode", type=click.Choice(["vllm", "sglang"]), default="vllm", show_default=True,

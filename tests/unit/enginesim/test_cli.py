@@ -100,3 +100,10 @@ def test_prefix_caching_can_be_disabled_with_either_spelling() -> None:
     assert parse("--model", "m").enable_prefix_caching
     assert not parse("--model", "m", "--no-enable-prefix-caching").enable_prefix_caching
     assert not parse("--model", "m", "--disable-radix-cache").enable_prefix_caching
+
+
+def test_vllm_multi_value_flags_take_every_value_up_to_the_next_option() -> None:
+    cfg = parse("--model", "m", "--served-model-name", "a", "b", "--enable-lora", "--lora-modules", "x=/x", "y=/y",
+                "--max-loras", "2")
+    assert cfg.served_model_names == ("a", "b")
+    assert [m.name for m in cfg.lora_modules] == ["x", "y"]
