@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from typing import Any
@@ -28,7 +27,9 @@ async def serve(config: RouterConfig, kubeconfig: str | None = None, cluster: bo
         router.app.on_cleanup.append(lambda app: discovery.stop())
     else:
         router.load_static()
-    runner = web.AppRunner(router.app, access_log=None, handle_signals=True)
+    # Signals drain (router.resilience.drain); a client that goes away cancels its handler,
+    # which closes the upstream connection so the engine aborts the request.
+    runner = web.AppRunner(router.app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
     await site.start()
@@ -36,7 +37,7 @@ async def serve(config: RouterConfig, kubeconfig: str | None = None, cluster: bo
                                         "mode": "cluster" if cluster else "static"})
     print(f"caldera router listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
     try:
-        await asyncio.Event().wait()
+        await router.guard.drain.run_until_signalled(on_signal=router.guard.begin_drain)
     finally:
         await runner.cleanup()
 

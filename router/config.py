@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from router import filters as flt
 from router import pickers as pk
 from router.cost_model import CostModelScorer
+from router.limits.auth import AuthConfig
+from router.limits.settings import FairnessConfig
+from router.resilience.settings import ResilienceConfig
 from router.scheduling import Filter, Picker, Profile, Scorer, WeightedScorer
 from router.scorers.inflight import InflightScorer
 from router.scorers.kv_events import KVEventsScorer
@@ -87,6 +90,9 @@ class RouterConfig(_Model):
     model_routes: list[dict[str, Any]] = Field(default_factory=list, alias="modelRoutes")
     model_servers: list[dict[str, Any]] = Field(default_factory=list, alias="modelServers")
     endpoints: list[StaticEndpoint] = Field(default_factory=list)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    auth: AuthConfig | None = None
+    fairness: FairnessConfig | None = None
 
     @model_validator(mode="after")
     def _profile_exists(self) -> RouterConfig:

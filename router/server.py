@@ -31,6 +31,9 @@ from router.kvindex.precise import KVEventIndex
 from router.kvindex.subscriber import SubscriberPool
 from router.metrics import RouterMetrics
 from router.request import CHAT_COMPLETIONS, COMPLETIONS, ParsedRequest, RequestError, parse_request
+from router.resilience import failover, migration
+from router.resilience.guard import Guard
+from router.resilience.retry import policy_for
 from router.routing import RouteDecision, match
 from router.scheduling import Decision, Profile, SchedulingContext, Signals
 from router.scrape import scrape_loop
@@ -89,7 +92,9 @@ class Router:
         self._lora_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.state.on_removed.append(self._endpoint_removed)
         self.state.on_added.append(self._endpoint_added)
+        self.guard = Guard(config.resilience, self.metrics.registry, config.auth, config.fairness)
         self.app = self._build_app()
+        self.guard.install(self.app)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -239,6 +244,7 @@ class Router:
         parsed = parse_request(request.path, raw, headers)
         decision = match(self.state.table, parsed.model, request.path, headers,
                          self._split_key(request, parsed), self.rng)
+        ticket = await self.guard.enter(request, parsed, decision, self.state.endpoints_of(decision.server))
         outcome = Outcome()
         self.metrics.active.inc()
         try:
@@ -252,6 +258,7 @@ class Router:
                           code="upstream_error")
         finally:
             self.metrics.active.dec()
+            self.guard.leave(ticket, outcome.completion_tokens)
             self._finish(request, parsed, decision, outcome, started)
         return resp
 
@@ -298,18 +305,16 @@ class Router:
         decision = self._schedule(ctx, self.state.endpoints_of(server), server.key)
         self._remember(parsed, decision)
         body = parsed.with_model(rd.upstream_model)
-        last: UpstreamError | None = None
-        for ep in decision.ordered[: max(1, 1 + server.retry_attempts)]:
-            try:
-                return await self._proxy(request, parsed, ctx, ep, body, outcome)
-            except UpstreamError as exc:
-                if exc.status < 500 or exc.reason == "stream broken":
-                    raise
-                last = exc
-                if server.retry_interval_s and server.retry_attempts:
-                    await asyncio.sleep(server.retry_interval_s)
-        assert last is not None
-        raise last
+        res = self.config.resilience
+        relay = migration.StreamRelay(chat=parsed.is_chat) if parsed.stream and res.migration_limit else None
+
+        async def attempt(ep: Endpoint, body: bytes, relay: migration.StreamRelay | None) -> web.StreamResponse:
+            return await self._proxy(request, parsed, ctx, ep, body, outcome, relay=relay)
+
+        return await failover.serve(  # retries, then migration of streams broken mid-way
+            decision.ordered, body, attempt, policy_for(server, res.retries, None), relay, parsed,
+            rd.upstream_model, res.migration_limit, self.guard.metrics, server.key,
+            lambda e: (e.pod, e.reason, e.status) if isinstance(e, UpstreamError) else None)
 
     async def _ensure_lora(self, ep: Endpoint, lora: str) -> None:
         """Load the adapter on the pod when it does not have it (vLLM dynamic LoRA loading)."""
@@ -367,7 +372,8 @@ class Router:
         return resp
 
     async def _proxy(self, request: web.Request, parsed: ParsedRequest, ctx: SchedulingContext, ep: Endpoint,
-                     body: bytes, outcome: Outcome, t0: float | None = None) -> web.StreamResponse:
+                     body: bytes, outcome: Outcome, t0: float | None = None,
+                     relay: migration.StreamRelay | None = None) -> web.StreamResponse:
         if ctx.lora is not None:
             await self._ensure_lora(ep, ctx.lora)
         tokens, prefill = self._begin(ctx, ep, outcome)
@@ -379,7 +385,7 @@ class Router:
             try:
                 ctype = upstream.headers.get("content-type", "application/json")
                 if upstream.status == 200 and ctype.startswith("text/event-stream"):
-                    return await self._stream(request, upstream, ep, prefill, outcome, t0)
+                    return await self._stream(request, upstream, ep, prefill, outcome, t0, relay)
                 try:
                     data = await upstream.read()
                 except UpstreamConnectionError as exc:
@@ -408,10 +414,16 @@ class Router:
             outcome.prompt_tokens = int(usage.get("prompt_tokens") or outcome.prompt_tokens)
 
     async def _stream(self, request: web.Request, upstream: UpstreamResponse, ep: Endpoint, prefill: int,
-                      outcome: Outcome, t0: float) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={
-            "content-type": "text/event-stream", "cache-control": "no-cache", **self._reply_headers(ep)})
-        await resp.prepare(request)
+                      outcome: Outcome, t0: float, relay: migration.StreamRelay | None = None
+                      ) -> web.StreamResponse:
+        if relay is not None and relay.response is not None:
+            resp = relay.response  # a migrated stream continues the client's response
+        else:
+            resp = web.StreamResponse(status=200, headers={
+                "content-type": "text/event-stream", "cache-control": "no-cache", **self._reply_headers(ep)})
+            await resp.prepare(request)
+            if relay is not None:
+                relay.response = resp
         outcome.status = 200
         first = True
         chunks = 0
@@ -421,11 +433,24 @@ class Router:
                     ep.first_token(prefill)
                     outcome.ttft_s = time.perf_counter() - t0
                     first = False
+                if relay is not None:
+                    chunk = relay.feed(chunk)  # complete events only, rewritten after a migration
+                    if not chunk:
+                        continue
                 chunks += chunk.count(b"data: ")
                 await resp.write(chunk)
         except UpstreamConnectionError as exc:
             self.metrics.upstream_errors.labels(ep.name, "stream_broken").inc()
             log.warning("upstream stream broke", extra={"pod": ep.name, "reason": repr(exc)})
+            if relay is not None and not relay.done:
+                raise failover.StreamBroken(ep.name, repr(exc)) from None
+        if relay is not None:
+            if not relay.done:
+                raise failover.StreamBroken(ep.name, "stream ended before [DONE]")
+            outcome.completion_tokens = relay.tokens
+            with contextlib.suppress(ConnectionResetError):
+                await resp.write_eof()
+            return resp
         outcome.completion_tokens = max(0, chunks - 1)  # minus the [DONE] marker
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("caldera.router.drain")
 
@@ -48,11 +49,12 @@ class Drain:
             return False
         return True
 
-    async def run_until_signalled(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> bool:
+    async def run_until_signalled(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+                                  on_signal: Callable[[], None] | None = None) -> bool:
         """Wait for SIGTERM/SIGINT, drain, and return whether every in-flight request finished."""
         loop = asyncio.get_running_loop()
         for sig in signals:
-            loop.add_signal_handler(sig, self.begin)
+            loop.add_signal_handler(sig, on_signal or self.begin)
         try:
             await self._signalled.wait()
             started = time.monotonic()

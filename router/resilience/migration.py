@@ -40,7 +40,8 @@ class StreamRelay:
     done: bool = False  # [DONE] was forwarded
     response_id: str | None = None
     created: int | None = None
-    pods: list[str] = field(default_factory=list)
+    pods: list[str] = field(default_factory=list)  # pods the stream broke on
+    response: Any = None  # the client's prepared StreamResponse, once the first attempt started
     _parts: list[str] = field(default_factory=list)
     _buf: bytes = b""
 
