@@ -293,18 +293,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--headroom", type=float, default=0.05)
     ap.add_argument("--caldera-headroom", type=float, default=0.0)
-    ap.add_argument("--z", type=float, default=1.5, help="forecast-error margin in standard deviations")
-    ap.add_argument("--hold-steps", type=int, default=3)
-    ap.add_argument("--churn", type=float, default=0.3)
+    ap.add_argument("--z", type=float, default=0.75, help="forecast-error margin in standard deviations")
+    ap.add_argument("--hold-steps", type=int, default=4)
+    ap.add_argument("--churn", type=float, default=0.1)
     ap.add_argument("--offline-time-limit", type=float, default=120.0)
     ap.add_argument("--decision-rounds", type=int, default=200)
     ap.add_argument("--traces", default="diurnal,bursty,flash_crowd")
     args = ap.parse_args()
 
     makers = {"diurnal": diurnal, "bursty": bursty, "flash_crowd": flash_crowd}
-    out: dict[str, object] = {"step_s": STEP_S, "headroom": args.headroom, "fleet": [g.__dict__ for g in FLEET]}
+    out: dict[str, object] = {"step_s": STEP_S, "seed": args.seed, "kthena_headroom": args.headroom,
+                              "caldera": {"headroom": args.caldera_headroom, "z": args.z, "hold_steps": args.hold_steps,
+                                          "churn": args.churn},
+                              "fleet": [g.__dict__ for g in FLEET]}
     traces: dict[str, object] = {}
-    for name in args.traces.split(","):
+    for name in filter(None, args.traces.split(",")):
         trace = makers[name](random.Random(args.seed))
         row: dict[str, object] = {"steps": len(trace.demand), "peak_demand": round(max(trace.demand), 1)}
         row["kthena"] = simulate(trace, kthena_policy(False, args.headroom))
@@ -318,7 +321,8 @@ def main() -> None:
         traces[name] = row
         print(f"{name}: done", file=sys.stderr)
     out["traces"] = traces
-    out["decision_time"] = decision_time_16(random.Random(args.seed), args.decision_rounds)
+    if args.decision_rounds > 0:
+        out["decision_time"] = decision_time_16(random.Random(args.seed), args.decision_rounds)
     print(json.dumps(out, indent=2))
 
 
