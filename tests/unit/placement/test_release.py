@@ -69,7 +69,7 @@ def test_existing_affinity_terms_each_gain_the_hostname_requirement() -> None:
 
 
 def test_pod_affinity_is_kept_when_node_affinity_is_added() -> None:
-    pod_affinity = {"requiredDuringSchedulingIgnoredDuringExecution": []}
+    pod_affinity: dict[str, Any] = {"requiredDuringSchedulingIgnoredDuringExecution": []}
     pod = apply(gated_pod(affinity={"podAffinity": pod_affinity}))
     assert pod["spec"]["affinity"]["podAffinity"] == pod_affinity
     assert required_terms(pod)[0]["matchExpressions"][0]["values"] == ["node-3"]
