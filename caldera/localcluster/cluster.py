@@ -40,6 +40,7 @@ DEFAULT_DIR = Path(os.environ.get("CALDERA_CLUSTER_DIR", Path.home() / ".cache" 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 POD_CIDR = str(topology.POD_NETWORK)
+RUNNER_CODE = tuple(Path(__file__).with_name(n) for n in ("runner.py", "scrape.py"))
 # There is no kube-scheduler: Volcano also takes pods that name no scheduler.
 SCHEDULER_NAMES = ("--scheduler-name=volcano", "--scheduler-name=default-scheduler")
 # Start order; `down` stops in reverse.
@@ -251,27 +252,33 @@ class Cluster:
                 "--enable-healthz=true", f"--healthz-address=127.0.0.1:{pt.vc_controller_healthz}",
                 "--enable-metrics=true", f"--listen-address=127.0.0.1:{pt.vc_controller_metrics}",
                 *SCHEDULER_NAMES, "--logtostderr=true", "--v=2"]),
-            "vc-scheduler": ProcessSpec("vc-scheduler", [
+            "vc-scheduler": ProcessSpec("vc-scheduler", inputs=(DEPLOY_DIR / "volcano-scheduler.yaml",), argv=[
                 str(build.binary("vc-scheduler")), f"--kubeconfig={kc}", "--leader-elect=false",
                 f"--scheduler-conf={DEPLOY_DIR / 'volcano-scheduler.yaml'}", *SCHEDULER_NAMES,
                 "--enable-healthz=true", f"--healthz-address=127.0.0.1:{pt.vc_scheduler_healthz}",
                 "--enable-metrics=true", f"--listen-address=127.0.0.1:{pt.vc_scheduler_metrics}",
                 "--cache-dumper=false", "--schedule-period=500ms", "--logtostderr=true", "--v=3"]),
-            "kwok": ProcessSpec("kwok", [
+            "kwok": ProcessSpec("kwok", inputs=(DEPLOY_DIR / "kwok-stages.yaml",), argv=[
                 str(build.binary("kwok")), f"--kubeconfig={kc}", f"--config={DEPLOY_DIR / 'kwok-stages.yaml'}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={topology.KWOK_NODE_ANNOTATION}=fake",
                 f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{pt.kwok}"]),
-            "runner": ProcessSpec("runner", [
+            "runner": ProcessSpec("runner", inputs=RUNNER_CODE, argv=[
                 sys.executable, "-m", "caldera.localcluster.runner", f"--kubeconfig={kc}", f"--dir={self.dir}",
                 f"--port={pt.runner}"]),
-            "prometheus": ProcessSpec("prometheus", prometheus.argv(
+            "prometheus": ProcessSpec("prometheus", inputs=(lay.config / "prometheus.yaml",), argv=prometheus.argv(
                 prometheus.binary(), lay.config / "prometheus.yaml", self.dir / "prometheus", pt.prometheus)),
         }
 
     def _start(self, name: str, spec: ProcessSpec, progress: Progress, timeout: float = 120.0) -> None:
         check = self._checks()[name]
+        recorded = processes.recorded_digest(self.layout.run, name)
+        # A pid file without a digest predates digests: only config-driven daemons restart then.
+        changed = recorded != spec.digest() if recorded else bool(spec.inputs)
+        if processes.running_pid(self.layout.run, name) is not None and changed:
+            progress(f"{name}: configuration or code changed; restarting")
+            processes.stop(self.layout.run, name)
         if processes.running_pid(self.layout.run, name) is None:
             processes.start(spec, self.layout.run, self.layout.logs)
             progress(f"{name}: started (log: {self.layout.logs / (name + '.log')})")

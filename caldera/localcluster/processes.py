@@ -9,6 +9,7 @@ signalled. Stopping signals the daemon's whole process group (its children go wi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -22,6 +23,14 @@ class ProcessSpec:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # Files whose content the process depends on (configs, its own code): a change means restart.
+    inputs: tuple[Path, ...] = ()
+
+    def digest(self) -> str:
+        h = hashlib.sha256("\0".join(self.argv).encode())
+        for path in self.inputs:
+            h.update(path.read_bytes() if path.exists() else b"")
+        return h.hexdigest()[:16]
 
 
 def _pid_file(run_dir: Path, name: str) -> Path:
@@ -49,7 +58,7 @@ def running_pid(run_dir: Path, name: str) -> int | None:
     """The pid of the named daemon if it is running and is still the process we started."""
     path = _pid_file(run_dir, name)
     try:
-        pid_text, exe = path.read_text().split(" ", 1)
+        pid_text, exe = path.read_text().splitlines()[0].split(" ", 1)
         pid = int(pid_text)
     except (OSError, ValueError):
         return None
@@ -59,6 +68,15 @@ def running_pid(run_dir: Path, name: str) -> int | None:
     return pid
 
 
+def recorded_digest(run_dir: Path, name: str) -> str:
+    """The digest of the spec the named daemon was started from ("" if unknown)."""
+    try:
+        lines = _pid_file(run_dir, name).read_text().splitlines()
+    except OSError:
+        return ""
+    return lines[1].strip() if len(lines) > 1 else ""
+
+
 def start(spec: ProcessSpec, run_dir: Path, log_dir: Path) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +84,7 @@ def start(spec: ProcessSpec, run_dir: Path, log_dir: Path) -> int:
     with (log_dir / f"{spec.name}.log").open("ab") as out:
         proc = subprocess.Popen(spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True, close_fds=True)
-    _pid_file(run_dir, spec.name).write_text(f"{proc.pid} {spec.argv[0]}")
+    _pid_file(run_dir, spec.name).write_text(f"{proc.pid} {spec.argv[0]}\n{spec.digest()}\n")
     # Popen returns once the exec has begun, but the kernel fills in the new command line a
     # moment later; until then /proc/<pid>/cmdline is empty and the pid would not look ours.
     deadline = time.monotonic() + 5.0

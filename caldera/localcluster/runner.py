@@ -11,7 +11,9 @@ The process gets the container's env (literal values and `fieldRef`s to the pod'
 namespace, IP and node), plus `POD_IP`, `POD_NAME` and `POD_NAMESPACE`, and `PATH` starting
 with this Python's bin directory so `python` is the same interpreter. It starts once the
 pod is Running with an IP and no deletion timestamp, and is stopped (SIGTERM, then SIGKILL)
-when the pod stops qualifying or goes away. It also writes the Prometheus targets of
+when the pod stops qualifying or goes away. KWOK starts such pods not Ready; the runner sets
+Ready (and ContainersReady) once every process of the pod accepts TCP connections on its
+container port (no port declared: once started), and back to not Ready if one exits. It also writes the Prometheus targets of
 annotated pods (see `scrape`). Its output goes to
 `<cluster dir>/logs/pods/<namespace>_<pod>_<container>.log` and its pid to
 `<cluster dir>/run/pods/<pod uid>_<container>.pid` while it runs.
@@ -21,15 +23,18 @@ Run as a daemon: `python -m caldera.localcluster.runner --kubeconfig K --dir D -
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,8 @@ class Launch:
     container: str
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    host: str = ""
+    port: int | None = None  # the container is ready once this port accepts connections
 
 
 def image_kind(image: str) -> str | None:
@@ -118,11 +125,31 @@ def container_env(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, s
     return env
 
 
-def _port(container: dict[str, Any]) -> int:
+def _declared_port(container: dict[str, Any]) -> int | None:
     for port in container.get("ports") or []:
         if port.get("containerPort"):
             return int(port["containerPort"])
-    return DEFAULT_ENGINE_PORT
+    return None
+
+
+def _port(container: dict[str, Any]) -> int:
+    return _declared_port(container) or DEFAULT_ENGINE_PORT
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+SetReady = Callable[[str, str, bool, list[str]], None]
 
 
 def launches_for(pod: dict[str, Any], python: str = sys.executable) -> list[Launch]:
@@ -138,9 +165,11 @@ def launches_for(pod: dict[str, Any], python: str = sys.executable) -> list[Laun
             continue
         env = container_env(pod, container)
         args = [expand(str(a), env) for a in container.get("args") or []]
+        ready_port: int | None = _port(container)
         if kind == "enginesim":
-            argv = [python, "-m", "enginesim", *args, "--host", pod_ip, "--port", str(_port(container))]
+            argv = [python, "-m", "enginesim", *args, "--host", pod_ip, "--port", str(ready_port)]
         else:
+            ready_port = _declared_port(container)
             command = [expand(str(c), env) for c in container.get("command") or []]
             if not command:
                 log.warning("pod %s/%s container %s: image %s needs a command", meta.get("namespace"),
@@ -151,15 +180,20 @@ def launches_for(pod: dict[str, Any], python: str = sys.executable) -> list[Laun
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.environ.get("PATH", ""))
         out.append(Launch(key=f"{meta.get('uid')}_{container.get('name')}", namespace=str(meta.get("namespace")),
                           pod=str(meta.get("name")), container=str(container.get("name")), argv=tuple(argv),
-                          env=tuple(sorted(env.items()))))
+                          env=tuple(sorted(env.items())), host=str(pod_ip), port=ready_port))
     return out
 
 
 class Runner:
     """Keeps the running processes equal to what the pods ask for."""
 
-    def __init__(self, directory: Path, python: str = sys.executable) -> None:
+    def __init__(self, directory: Path, python: str = sys.executable, set_ready: SetReady | None = None) -> None:
         self.dir = directory
+        # Reports a pod's readiness (namespace, name, ready, container names) to the API.
+        self.set_ready = set_ready
+        self.observed_ready: dict[str, bool] = {}  # pod uid -> Ready condition as last seen
+        self.reported_ready: dict[str, bool] = {}  # pod uid -> Ready we last asked for
+        self.listening: set[str] = set()  # launch keys whose port accepted a connection
         self.python = python
         self.pid_dir = directory / "run" / "pods"
         self.log_dir = directory / "logs" / "pods"
@@ -174,8 +208,11 @@ class Runner:
         launches = [] if deleted else launches_for(pod, self.python)
         if launches:
             self.wanted[uid] = launches
+            self.observed_ready[uid] = pod_ready(pod)
         else:
             self.wanted.pop(uid, None)
+            self.observed_ready.pop(uid, None)
+            self.reported_ready.pop(uid, None)
         group = None if deleted else scrape.target_group(pod)
         if group:
             self.targets[uid] = group
@@ -208,6 +245,34 @@ class Runner:
                             launch.container, code)
                 proc._caldera_reported = True  # type: ignore[attr-defined]
                 (self.pid_dir / f"{key}.pid").unlink(missing_ok=True)
+                self.listening.discard(key)
+        self._report_readiness()
+
+    def _launch_ready(self, launch: Launch) -> bool:
+        entry = self.procs.get(launch.key)
+        if entry is None or entry[1].poll() is not None:
+            return False
+        if launch.port is None or launch.key in self.listening:
+            return True
+        if listening(launch.host, launch.port):
+            self.listening.add(launch.key)
+            return True
+        return False
+
+    def _report_readiness(self) -> None:
+        """Ready = every process of the pod runs and accepts connections (like a readiness probe)."""
+        if self.set_ready is None:
+            return
+        for uid, launches in self.wanted.items():
+            ready = all(self._launch_ready(launch) for launch in launches)
+            if ready == self.observed_ready.get(uid) or ready == self.reported_ready.get(uid):
+                continue
+            try:
+                self.set_ready(launches[0].namespace, launches[0].pod, ready, [x.container for x in launches])
+            except Exception as err:  # the pod may be going away; the next event tells
+                log.warning("cannot set Ready=%s on %s/%s: %s", ready, launches[0].namespace, launches[0].pod, err)
+                continue
+            self.reported_ready[uid] = ready
 
     def _start(self, launch: Launch) -> None:
         self.pid_dir.mkdir(parents=True, exist_ok=True)
@@ -230,6 +295,7 @@ class Runner:
 
     def _stop(self, key: str, grace: float = 5.0) -> None:
         launch, proc = self.procs.pop(key)
+        self.listening.discard(key)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -282,7 +348,23 @@ def main(kubeconfig: Path, directory: Path, port: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
     gauge = Gauge("caldera_runner_processes", "Processes the runner is running for pods")
     start_http_server(port, addr="127.0.0.1")
-    runner = Runner(directory)
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+
+    def set_ready(namespace: str, name: str, ready: bool, containers: list[str]) -> None:
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = "True" if ready else "False"
+        reason = None if ready else "ProcessNotListening"
+        body = {"status": {
+            "conditions": [{"type": t, "status": status, "reason": reason, "lastTransitionTime": now}
+                           for t in ("ContainersReady", "Ready")],
+            "containerStatuses": [{"name": c, "ready": ready} for c in containers],
+        }}
+        core.patch_namespaced_pod_status(name, namespace, body)
+        log.info("pod %s/%s Ready=%s", namespace, name, status)
+
+    runner = Runner(directory, set_ready=set_ready)
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     stopping = threading.Event()
 

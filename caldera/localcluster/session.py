@@ -65,6 +65,10 @@ def acquire(directory: Path = DEFAULT_TEST_DIR, topology: str = "small",
             cluster.up(topology, progress)
             (directory / STARTED_BY_TESTS).touch()
             started = True
+        else:
+            # Cheap on a healthy cluster; picks up changed CRDs in crds/ and restarts a
+            # daemon whose configuration or code changed.
+            cluster.up(topology, progress)
     return LocalCluster(dir=directory, kubeconfig=cluster.kubeconfig, prometheus_url=cluster.prometheus_url,
                         server=cluster.server, topology=str(cluster.state().get("topology")), cluster=cluster,
                         started=started, _session_lock=session_lock)

@@ -100,3 +100,15 @@ def test_prometheus_lists_an_annotated_pod_as_target(local_cluster: LocalCluster
 
     found = wait.until(target, 60, "Prometheus target for the pod")
     assert found["labels"]["instance"] == f"{ip}:{PORT}"
+
+
+def test_marked_pod_is_ready_only_once_its_process_listens(core: client.CoreV1Api, cluster_namespace: str) -> None:
+    core.create_namespaced_pod(cluster_namespace, _http_pod("web"))
+
+    def ready_ip() -> str | None:
+        pod = core.read_namespaced_pod("web", cluster_namespace)
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        return pod.status.pod_ip if ready else None
+
+    ip = wait.until(ready_ip, 60, "pod Ready")
+    assert _answers(f"http://{ip}:{PORT}/")
