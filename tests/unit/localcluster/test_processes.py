@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from caldera.localcluster import processes
+from caldera.localcluster.processes import ProcessSpec
+
+SLEEP = shutil.which("sleep") or "/bin/sleep"
+
+
+def test_started_daemon_is_found_by_its_pid_file(tmp_path: Path) -> None:
+    pid = processes.start(ProcessSpec("s", [SLEEP, "60"]), tmp_path / "run", tmp_path / "logs")
+    try:
+        assert processes.running_pid(tmp_path / "run", "s") == pid
+    finally:
+        processes.stop(tmp_path / "run", "s")
+
+
+def test_stopped_daemon_is_gone(tmp_path: Path) -> None:
+    pid = processes.start(ProcessSpec("s", [SLEEP, "60"]), tmp_path / "run", tmp_path / "logs")
+    assert processes.stop(tmp_path / "run", "s", grace=2)
+    assert processes.running_pid(tmp_path / "run", "s") is None and not processes._alive(pid)
+
+
+def test_pid_file_of_another_program_is_not_ours(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x.pid").write_text("1 /not/our/binary\n")
+    assert processes.running_pid(tmp_path / "run", "x") is None
+
+
+def test_digest_changes_with_an_input_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("a")
+    spec = ProcessSpec("s", [SLEEP, "1"], inputs=(config,))
+    before = spec.digest()
+    config.write_text("b")
+    assert spec.digest() != before
+
+
+SH = shutil.which("sh") or "/bin/sh"
+
+
+def _untracked(tmp_path: Path, *args: str) -> int:
+    pid = processes.start(ProcessSpec("m", [SH, "-c", "sleep 60", *args]), tmp_path / "run", tmp_path / "logs")
+    (tmp_path / "run" / "m.pid").unlink()
+    return pid
+
+
+def test_untracked_process_naming_a_path_in_the_directory_is_a_stray(tmp_path: Path) -> None:
+    pid = _untracked(tmp_path, f"--data-dir={tmp_path}/etcd")
+    try:
+        assert pid in processes.find_strays(tmp_path, {SH}, set())
+    finally:
+        processes.kill_pids([pid], grace=2)
+
+
+def test_untracked_process_of_another_directory_is_not_a_stray(tmp_path: Path) -> None:
+    pid = _untracked(tmp_path, "--data-dir=/elsewhere/etcd")
+    try:
+        assert pid not in processes.find_strays(tmp_path, {SH}, set())
+    finally:
+        processes.kill_pids([pid], grace=2)
