@@ -255,3 +255,17 @@ def test_a_gang_whose_members_already_run_stays_within_their_group_domain() -> N
     plan = solve(snap, [rest])
     assert snap.leaf_of[plan.assignments["d0"]] in {"leaf2", "leaf3"}
     assert violations(snap, [rest], plan) == []
+
+
+def test_a_structural_reason_wins_over_a_busy_cluster() -> None:
+    # Every node is partly used, but the role replica could not fit in a leaf even if all were free.
+    snap = cluster([[8, 8], [8, 8]], free={"n00": 2, "n01": 2, "n10": 2, "n11": 2})
+    plan = solve(snap, [gang("g", [("prefill", 1, 3, 8)])])
+    reason = plan.results["g"].reason
+    assert reason is not None and reason.constraint == "rolePolicy" and "empty cluster" in reason.message
+
+
+def test_a_gang_that_fits_an_empty_cluster_but_not_now_names_free_capacity() -> None:
+    snap = cluster([[8, 8], [8, 8]], free={"n00": 2, "n01": 2, "n10": 2, "n11": 2})
+    reason = solve(snap, [gang("g", [("prefill", 1, 1, 8)])]).results["g"].reason
+    assert reason is not None and reason.constraint == "capacity" and "free now" in reason.message
