@@ -53,6 +53,7 @@ class BootstrapRooms:
         fut = self._future(room)
         if not fut.done():
             fut.set_exception(RuntimeError(reason))
+            fut.exception()  # retrieved: no "never retrieved" warning if no decode asks
 
     async def wait(self, room: int, timeout: float) -> int:
         return await asyncio.wait_for(asyncio.shield(self._future(room)), timeout)

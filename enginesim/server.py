@@ -401,6 +401,16 @@ class SimServer:
         )
 
     async def _generate(self, request: web.Request, g: GenerationRequest) -> web.StreamResponse:
+        try:
+            return await self._run_generation(request, g)
+        finally:
+            if self._is_sglang_prefill(g):
+                assert g.bootstrap_room is not None
+                # A prefill that failed tells its waiting decode now instead of letting it time
+                # out (no-op when the room was already completed).
+                self.rooms.fail(g.bootstrap_room, f"prefill of room {g.bootstrap_room} failed")
+
+    async def _run_generation(self, request: web.Request, g: GenerationRequest) -> web.StreamResponse:
         self._check_serving()
         self._inject_failure(len(g.prompt_ids))
         lora = self.resolve_model(g.model)
@@ -436,9 +446,13 @@ class SimServer:
         if request.transport is not None:
             request.transport.abort()
 
+    def _is_sglang_prefill(self, g: GenerationRequest) -> bool:
+        return (self.config.mode == "sglang" and self.config.disaggregation_mode == "prefill"
+                and g.bootstrap_room is not None)
+
     def _sglang_room_done(self, g: GenerationRequest, ereq: EngineRequest) -> None:
-        if (self.config.mode == "sglang" and self.config.disaggregation_mode == "prefill"
-                and g.bootstrap_room is not None):
+        if self._is_sglang_prefill(g):
+            assert g.bootstrap_room is not None
             self.rooms.complete(g.bootstrap_room, len(ereq.prompt_ids))
 
     async def _stream(self, request: web.Request, g: GenerationRequest, ereq: EngineRequest,

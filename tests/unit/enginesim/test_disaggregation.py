@@ -125,3 +125,17 @@ def test_sglang_decode_fails_when_the_room_never_fills(start_sim: Start) -> None
     resp = httpx.post(d.url + "/generate", json=body, timeout=30)
     assert resp.status_code == 503
     assert "bootstrap room 99" in resp.json()["error"]["message"]
+
+
+def test_sglang_decode_fails_fast_when_its_prefill_fails(start_sim: Start) -> None:
+    bootstrap = free_port()
+    p = start_sim("--mode", "sglang", "--disaggregation-mode", "prefill", "--disaggregation-bootstrap-port",
+                  str(bootstrap), "--failure-rate", "1", "--failure-types", "server_error")
+    d = start_sim("--mode", "sglang", "--disaggregation-mode", "decode", "--kv-transfer-timeout", "6000")
+    body = {"text": PROMPT, "bootstrap_host": "127.0.0.1", "bootstrap_port": bootstrap, "bootstrap_room": 5}
+    with ThreadPoolExecutor(2) as pool:
+        dec = pool.submit(httpx.post, d.url + "/generate", json=body, timeout=60)
+        assert pool.submit(httpx.post, p.url + "/generate", json=body, timeout=60).result().status_code == 500
+        resp = dec.result()
+    assert resp.status_code == 503
+    assert "prefill of room 5 failed" in resp.json()["error"]["message"]
