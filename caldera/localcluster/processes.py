@@ -167,11 +167,15 @@ def find_strays(directory: Path, executables: set[str], tracked: set[int]) -> li
 
 
 def kill_pids(pids: list[int], grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL whatever is left after `grace` seconds."""
+    """SIGTERM, then SIGKILL whatever is left after `grace` seconds; a process-group leader
+    (each daemon is one) takes its group with it."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, sig)
+                else:
+                    os.kill(pid, sig)
         deadline = time.monotonic() + grace
         pids = [p for p in pids if not wait_gone(p, deadline)]
         if not pids:
