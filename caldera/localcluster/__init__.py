@@ -25,13 +25,22 @@ The pytest session fixture `local_cluster` (tests/conftest.py) is a
   runner's output and pid files of process-backed containers.
 
 Also `cluster_namespace` (function scope): a fresh namespace, deleted afterwards.
-Tests marked `@pytest.mark.cluster` get the cluster automatically.
+Tests marked `@pytest.mark.cluster` get the cluster automatically. The shared cluster is
+used by every area's tests at once: a test that needs most of the GPUs should bring up a
+private one (`Cluster(tmp_dir).up("small")` ... `.down()`, ~30 s; see
+tests/integration/cluster/conftest.py `private_cluster`).
+
+Acquiring the fixture runs `cluster up` (a few seconds on a healthy cluster): changed CRDs
+in crds/ are applied, and a daemon whose config or code changed (KWOK stages, scheduler
+config, runner) is restarted.
 
 Pods: vc-scheduler serves both `schedulerName: volcano` and `default-scheduler` (there is
 no kube-scheduler). Pod IPs come from the node's
 `127.1.<node index>.0/24`; images starting `caldera/enginesim` run
 `<python> -m enginesim <args> --host <podIP> --port <containerPort>`, images starting
-`caldera/process` run their command/args (see `runner`). Caldera's CRDs in `crds/*.yaml`
+`caldera/process` run their command/args (see `runner`). Such pods start Running but not
+Ready; the runner sets Ready once the process accepts connections on its container port
+(like a readiness probe), so Ready means reachable. Other pods are Running/Ready at once. Caldera's CRDs in `crds/*.yaml`
 are applied at `cluster up`. The API server accepts loopback pod IPs, but Endpoints and
 EndpointSlices do not (kube-controller-manager logs `endpoints[0].addresses[0]: Invalid
 value: "127.1.2.2": may not be in the loopback range (127.0.0.0/8, ::1/128)`), so Services
