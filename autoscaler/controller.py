@@ -40,6 +40,7 @@ from autoscaler.api import (
     HomogeneousTarget,
     Target,
 )
+from autoscaler.capacity import CapacityEstimate, update_capacity
 from autoscaler.demand import DemandEstimator
 from autoscaler.heuristic import VariantBounds, distribute
 from autoscaler.kpa import Decision, KpaConfig, KpaState, MetricSample, Tick, recommend
@@ -83,6 +84,7 @@ class Memory:
     scrapers: dict[tuple[Any, ...], PodScraper] = field(default_factory=dict)
     prometheus: PrometheusSource | None = None
     demand: DemandEstimator | None = None
+    capacity: dict[str, CapacityEstimate] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +213,14 @@ async def _refuse_if_external(namespace: str, owner: str, kind: str, name: str) 
                       f"{kind} {name} is also scaled by {', '.join(found)}; not scaling it")
 
 
+def _pod_port(plans: list[P.MetricPlan]) -> int:
+    """The port of the first pod-scraped metric (the saturation gauge is read there too)."""
+    for plan in plans:
+        if isinstance(plan.source, P.PodSource):
+            return plan.source.port
+    return P.PodSource().port
+
+
 def _ready_replicas(obj: Mapping[str, Any]) -> int:
     status = obj.get("status") or {}
     for key in ("availableReplicas", "readyReplicas"):
@@ -293,6 +303,16 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
         currents.append(int((obj.get("spec") or {}).get("replicas", 1)))
         readies.append(min(_ready_replicas(obj), currents[-1]))
         samples_v = await collect(mem, namespace, name, plans, labels, annotations)
+        prior = P.variant_capacity((obj.get("metadata") or {}).get("annotations") or {})
+        estimate = mem.capacity.setdefault(name, CapacityEstimate(prior))
+        if options.saturation_metric and readies[-1] > 0 and samples_v[0].value is not None:
+            # Learn capacity from what ready replicas carry while requests wait (saturated).
+            [waiting] = await collect(mem, namespace, name, [P.MetricPlan(
+                options.saturation_metric, 1.0, P.PodSource(metric=options.saturation_metric,
+                                                            port=_pod_port(plans)))], labels, annotations)
+            mem.capacity[name] = estimate = update_capacity(
+                estimate, samples_v[0].value / plans[0].target, readies[-1],
+                saturated=(waiting.value or 0) > 0)
         for plan, sample in zip(plans, samples_v, strict=True):
             if sample.value is None or sample.observed_at is None or time.time() - sample.observed_at > 60:
                 if readies[-1] == 0:
@@ -303,7 +323,7 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
                 continue
             units[plan.name] = units.get(plan.name, 0.0) + sample.value / plan.target
             seen[plan.name] = sample.observed_at
-        caps.append(P.variant_capacity((obj.get("metadata") or {}).get("annotations") or {}))
+        caps.append(estimate.value)
     pool_current = math.ceil(sum(c * n for c, n in zip(caps, currents, strict=True)) - 1e-9)
     pool_ready = math.floor(sum(c * n for c, n in zip(caps, readies, strict=True)) + 1e-9)
     lo = math.ceil(sum(c * p.min_replicas for c, p in zip(caps, target.params, strict=True)) - 1e-9)

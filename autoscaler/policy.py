@@ -14,6 +14,8 @@ annotations on the AutoscalingPolicy (or the binding, which wins), all under
 ``heterogeneous-algorithm``            ``optimizer`` (default) or ``kthena`` (the block heuristic)
 ``churn`` / ``headroom``               optimiser churn penalty (0.1) and capacity headroom (0)
 ``startup-delay`` / ``forecast-z``     forecast demand this far ahead, margin in error std-devs
+``saturation-metric``                  pod gauge (e.g. vllm:num_requests_waiting); when > 0 a
+                                       variant's load per ready replica teaches its capacity
 ``scrape-pods``                        ``entry`` (default, as Kthena) or ``all``
 ``quantile``                           histogram quantile for pod metrics (0.95)
 ``prometheus-auth-secret``             Secret with ``token`` or ``username``/``password``
@@ -168,6 +170,7 @@ class HeterogeneousOptions:
     headroom: float = 0.0
     startup_delay_s: float = 0.0  # > 0: provision for a forecast this far ahead (demand.py)
     forecast_z: float = 1.5
+    saturation_metric: str | None = None  # a pod gauge > 0 when requests wait: learn capacity then
 
 
 def heterogeneous_options(annotations: Mapping[str, str]) -> HeterogeneousOptions:
@@ -177,7 +180,8 @@ def heterogeneous_options(annotations: Mapping[str, str]) -> HeterogeneousOption
     return HeterogeneousOptions(algo, _float(annotations, "churn", 0.1),  # type: ignore[arg-type]
                                 _float(annotations, "headroom", 0.0),
                                 _duration(annotations, "startup-delay", 0.0),
-                                _float(annotations, "forecast-z", 1.5))
+                                _float(annotations, "forecast-z", 1.5),
+                                annotation(annotations, "saturation-metric"))
 
 
 def variant_capacity(annotations: Mapping[str, str]) -> float:
