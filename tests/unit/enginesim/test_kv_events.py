@@ -26,7 +26,10 @@ def events_config(pub_port: int, replay_port: int) -> str:
 
 
 class Subscriber:
-    def __init__(self, pub_port: int) -> None:
+    """An independent SUB socket that decodes every batch with plain msgpack."""
+
+    def __init__(self, pub_port: int, replay_port: int) -> None:
+        self.replay_port = replay_port
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"kv@")
@@ -71,8 +74,7 @@ def sim_with_events(start_sim: Callable[..., SimProcess]) -> Iterator[Callable[.
     def factory(encoding: str, *extra: str) -> tuple[SimProcess, Subscriber]:
         pub, replay = free_port(), free_port()
         sim = start_sim("--kv-events-config", events_config(pub, replay), "--kv-events-encoding", encoding, *extra)
-        sim.pub_port, sim.replay_port = pub, replay  # type: ignore[attr-defined]
-        sub = Subscriber(pub)
+        sub = Subscriber(pub, replay)
         subs.append(sub)
         connected(sim, sub)
         return sim, sub
@@ -203,7 +205,7 @@ def test_replay_resends_missed_batches_from_a_sequence_number(sim_with_events: A
         complete(sim, " ".join(f"gap{i}x{j}" for j in range(20)))
     wait_until(lambda: (early.drain(20), len(early.messages) >= 4)[1], timeout=5)
     # A late subscriber missed everything so far: it asks the replay socket from seq 0.
-    replayed = replay(sim.replay_port, 0)
+    replayed = replay(early.replay_port, 0)
     assert [seq for seq, _ in replayed] == list(range(len(replayed)))
     live = {seq: batch for _, seq, batch in early.messages}
     for seq, payload in replayed:
@@ -217,5 +219,5 @@ def test_replay_from_a_later_sequence_skips_earlier_batches(sim_with_events: Any
         complete(sim, " ".join(f"later{i}x{j}" for j in range(20)))
     wait_until(lambda: (sub.drain(20), len(sub.messages) >= 3)[1], timeout=5)
     last_seq = max(seq for _, seq, _ in sub.messages)
-    replayed = replay(sim.replay_port, last_seq)
+    replayed = replay(sub.replay_port, last_seq)
     assert [seq for seq, _ in replayed] == [last_seq]
