@@ -254,6 +254,17 @@ def offline_optimum(trace: Trace, time_limit_s: float) -> dict[str, float]:
     for t, demand in enumerate(trace.demand):
         solver.Add(sum(g.capacity * r[g.name, t] for g in FLEET) >= demand)
     solver.Minimize(sum(g.price * g.gpus * STEP_H * y[g.name, t] for g in FLEET for t in range(n)))
+    # A feasible start: each step's cheapest fleet, held from `startup` steps before it is needed.
+    plans = [optimize([Variant(g.name, g.price * g.gpus, g.capacity, 0, trace.free(g, t) // g.gpus) for g in FLEET],
+                      d, config=OptimizerConfig(churn=0)).replicas for t, d in enumerate(trace.demand)]
+    hint_vars, hint_values = [], []
+    for g in FLEET:
+        held = [max(plans[u][g.name] for u in range(t, min(n, t + g.startup + 1))) for t in range(n)]
+        for t in range(n):
+            started = max(0, held[t] - held[t - 1]) if t > 0 else 0
+            hint_vars += [y[g.name, t], s[g.name, t], r[g.name, t]]
+            hint_values += [float(held[t]), float(started), float(plans[t][g.name])]
+    solver.SetHint(hint_vars, hint_values)
     status = solver.Solve()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         raise RuntimeError(f"offline optimum: solver status {status}")
