@@ -19,7 +19,6 @@ from typing import Literal
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 Algorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512"]
 
 

@@ -5,7 +5,7 @@ outputWeight·output` tokens (+ `requestWeight` per request) over the window; wh
 model's concurrency gate is full, waiting requests are admitted lowest usage first, FIFO
 within a user, anonymous users last. One addition keeps light users' latency near their
 solo latency: the last `reserved` slots of the gate only admit users holding less than
-their fair share (gate size / active users), so a flooding user is throttled in the queue
+their fair share of the other slots (unreserved slots / active users), so a flooding user is throttled in the queue
 while a light user's request starts at once instead of waiting for a heavy request to end.
 """
 
@@ -108,16 +108,18 @@ class FairGate:
         tokens, requests = self.usage.usage(user, now)
         return self.weights.token_weight * tokens + self.weights.request_weight * requests
 
-    def _fair_share(self) -> float:
-        active = set(self.by_user) | set(self.waiting)
-        return self.max_concurrent / max(1, len(active))
+    def _fair_share(self, user: str) -> float:
+        """The user's share of the unreserved slots among users holding or awaiting one."""
+        active = set(self.by_user) | set(self.waiting) | {user}
+        return (self.max_concurrent - self.reserved) / len(active)
 
     def _admissible(self, user: str) -> bool:
         if self.inflight < self.max_concurrent - self.reserved:
             return True
         if self.inflight >= self.max_concurrent:
             return False
-        return self.by_user.get(user, 0) < self._fair_share()
+        # Reserved slots: only for users under their fair share, so a flood never takes them.
+        return self.by_user.get(user, 0) < self._fair_share(user)
 
     def _grant(self, user: str) -> None:
         self.inflight += 1

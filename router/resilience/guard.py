@@ -202,10 +202,10 @@ class Guard:
             raise self._refuse("overloaded", 503, f"every endpoint of {decision.server.key} is busy; retry later",
                                self._retry_after(), "server_error")
         if self.fairness is not None:
-            await self._queue(ticket)
+            await self._queue(request, ticket)
         return ticket
 
-    async def _queue(self, ticket: Ticket) -> None:
+    async def _queue(self, request: web.Request, ticket: Ticket) -> None:
         assert self.fairness is not None and self.fairness_config is not None
         gate = self.fairness.gate(ticket.model)
         self.fairness.charge(ticket.user, ticket.input_tokens, 0, requests=1)
@@ -220,6 +220,7 @@ class Guard:
         finally:
             size.set(gate.queued)
         ticket.gated = True
+        request[HEADERS_KEY] = {**request.get(HEADERS_KEY, {}), "x-caldera-queue-wait-ms": str(round(waited * 1e3))}
         self.metrics.queue_wait.labels(ticket.model).observe(waited)
         self.metrics.queue_inflight.labels(ticket.model).set(gate.inflight)
 
