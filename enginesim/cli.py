@@ -12,13 +12,21 @@ accepted and ignored; any other unknown flag is an error.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from enginesim.config import FAILURE_TYPES, FaultConfig, KVTransferConfig, SimConfig, parse_lora_module
+from enginesim.config import (
+    FAILURE_TYPES,
+    FaultConfig,
+    KVTransferConfig,
+    SimConfig,
+    parse_fake_metrics,
+    parse_lora_module,
+)
 from enginesim.kv_events import KVEventsConfig
 from enginesim.latency import PROFILES, get_profile
 
@@ -75,6 +83,18 @@ def _ignored(func: Callable[..., Any]) -> Callable[..., Any]:
     for flag in IGNORED_BOOL_FLAGS:
         func = click.option(flag, expose_value=False, hidden=True, is_flag=True)(func)
     return func
+
+
+def _json_object(flag: str, text: str | None) -> dict[str, object] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag}: expected a JSON object")
+    return value
 
 
 def _ms(value: float | None) -> float | None:
@@ -144,6 +164,8 @@ def _ms(value: float | None) -> float | None:
 @click.option("--shutdown-grace-period", type=float, default=30.0, show_default=True,
               help="Seconds to finish in-flight requests after SIGTERM.")
 @click.option("--api-key", help="Require this bearer token on the OpenAI endpoints.")
+@click.option("--fake-metrics", help='Pin gauges, e.g. {"running-requests": 4, "waiting-requests": 10, '
+              '"kv-cache-usage": 0.9} (llm-d-inference-sim); also POST /debug/fake_metrics.')
 @click.option("--loop-lag-probe-interval", type=float, default=20.0, show_default=True,
               help="ms between event-loop lag probes (shorter = finer, costs idle CPU).")
 @click.option("--show-hidden-metrics-for-version",
@@ -226,6 +248,8 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         shutdown_grace_period=opts["shutdown_grace_period"],
         api_key=opts["api_key"],
         loop_lag_probe_interval=opts["loop_lag_probe_interval"] / 1000.0,
+        fake_metrics=parse_fake_metrics(fake) if (fake := _json_object("fake-metrics", opts["fake_metrics"])) is not None
+        else None,
         show_hidden_metrics_for_version=opts["show_hidden_metrics_for_version"],
     )
     config.validate()

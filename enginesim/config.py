@@ -37,6 +37,24 @@ def parse_lora_module(text: str) -> LoraModule:
     return LoraModule(name, path)
 
 
+FAKE_METRIC_KEYS = ("running-requests", "waiting-requests", "kv-cache-usage")
+
+
+def parse_fake_metrics(values: dict[str, object]) -> dict[str, float]:
+    """Validate llm-d-inference-sim style fake gauge values."""
+    unknown = sorted(set(values) - set(FAKE_METRIC_KEYS))
+    if unknown:
+        raise ValueError(f"fake-metrics: unknown keys {unknown}; expected some of {list(FAKE_METRIC_KEYS)}")
+    fake: dict[str, float] = {}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"fake-metrics.{key}: expected a non-negative number, got {value!r}")
+        if key == "kv-cache-usage" and value > 1:
+            raise ValueError(f"fake-metrics.kv-cache-usage: expected a fraction in [0, 1], got {value}")
+        fake[key] = float(value)
+    return fake
+
+
 @dataclass(frozen=True)
 class KVTransferConfig:
     """vLLM's ``--kv-transfer-config`` (only the connector and role matter here)."""
@@ -109,6 +127,7 @@ class SimConfig:
     api_key: str | None = None
     show_hidden_metrics_for_version: str | None = None
     loop_lag_probe_interval: float = 0.02
+    fake_metrics: dict[str, float] | None = None
 
     def validate(self) -> None:
         self.profile.validate()

@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from enginesim.config import parse_fake_metrics
 from enginesim.engine import EngineRequest
 from enginesim.loopmonitor import LoopLagMonitor
 
@@ -82,11 +83,15 @@ class _StateCollector(Collector):
         e = m.engine
         labels = m.label_names
         values = m.label_values
+        fake = m.fake
+        running = fake.get("running-requests", e.num_running)
+        waiting = fake.get("waiting-requests", e.num_waiting)
+        usage = fake.get("kv-cache-usage", e.blocks.usage())
         if m.mode == "sglang":
             for name, doc, value in (
-                ("sglang:num_running_reqs", "The number of running requests.", e.num_running),
-                ("sglang:num_queue_reqs", "The number of requests in the waiting queue.", e.num_waiting),
-                ("sglang:token_usage", "The token usage of the KV cache (0-1).", e.blocks.usage()),
+                ("sglang:num_running_reqs", "The number of running requests.", running),
+                ("sglang:num_queue_reqs", "The number of requests in the waiting queue.", waiting),
+                ("sglang:token_usage", "The token usage of the KV cache (0-1).", usage),
                 ("sglang:num_used_tokens", "The number of used KV tokens.",
                  (e.blocks.num_blocks - e.blocks.num_free) * e.profile.block_size),
                 ("sglang:cache_hit_rate", "The prefix cache hit rate.", m.hit_rate()),
@@ -100,9 +105,9 @@ class _StateCollector(Collector):
             yield info
         else:
             for name, doc, value in (
-                ("vllm:num_requests_running", "Number of requests in model execution batches.", e.num_running),
-                ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", e.num_waiting),
-                ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", e.blocks.usage()),
+                ("vllm:num_requests_running", "Number of requests in model execution batches.", running),
+                ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", waiting),
+                ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", usage),
             ):
                 g = GaugeMetricFamily(name, doc, labels=labels)
                 g.add_metric(values, value)
@@ -112,7 +117,7 @@ class _StateCollector(Collector):
                 # AIBrix); vLLM shows them with --show-hidden-metrics-for-version.
                 g = GaugeMetricFamily("vllm:gpu_cache_usage_perc", "GPU KV-cache usage (deprecated name).",
                                       labels=labels)
-                g.add_metric(values, e.blocks.usage())
+                g.add_metric(values, usage)
                 yield g
                 for name, total in (("vllm:gpu_prefix_cache_queries", m._queries),
                                     ("vllm:gpu_prefix_cache_hits", m._hits)):
@@ -148,6 +153,8 @@ class EngineMetrics:
     def __init__(self, engine: Engine, model_name: str, mode: str, legacy: bool = False) -> None:
         self.engine = engine
         self.legacy = legacy and mode == "vllm"
+        # llm-d-inference-sim's --fake-metrics: gauges pinned to given values (autoscaler tests).
+        self.fake: dict[str, float] = {}
         self.mode = mode
         self.registry = CollectorRegistry(auto_describe=True)
         self.label_names = ["model_name", "engine"] if mode == "vllm" else ["model_name"]
@@ -216,6 +223,10 @@ class EngineMetrics:
                                                "Requests whose prefill was done by another engine.",
                                                registry=self.registry)
         self.registry.register(_StateCollector(self))
+
+    def set_fake(self, values: dict[str, object]) -> None:
+        """Pin gauges (``running-requests``, ``waiting-requests``, ``kv-cache-usage``); {} unpins."""
+        self.fake = parse_fake_metrics(values)
 
     def hit_rate(self) -> float:
         return self._hits / self._queries if self._queries else 0.0

@@ -66,6 +66,8 @@ class SimServer:
         self.metrics = EngineMetrics(self.engine, config.served_model_names[0], config.mode,
                                      legacy=config.show_hidden_metrics_for_version is not None)
         self.engine.observer = self.metrics
+        if config.fake_metrics is not None:
+            self.metrics.fake = dict(config.fake_metrics)
         self.loras: dict[str, LoraAdapter] = {}
         self._lora_ids = 0
         for module in config.lora_modules:
@@ -148,6 +150,7 @@ class SimServer:
         r.add_post("/internal/nixl/pull", self.nixl_pull)
         r.add_get("/debug/stats", self.debug_stats)
         r.add_post("/debug/reset_loop_lag", self.debug_reset_lag)
+        r.add_post("/debug/fake_metrics", self.debug_fake_metrics)
         if self.config.mode == "sglang":
             r.add_post("/generate", self.sglang_generate)
             r.add_get("/health_generate", self.health_generate)
@@ -291,6 +294,14 @@ class SimServer:
             "config": {"profile": asdict(self.config.profile), "time_scale": self.config.time_scale,
                        "mode": self.config.mode, "tokenizer": self.config.tokenizer},
         })
+
+    async def debug_fake_metrics(self, request: web.Request) -> web.Response:
+        body = parse_json_body(await request.read())
+        try:
+            self.metrics.set_fake(body)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        return _json(self.metrics.fake)
 
     async def debug_reset_lag(self, request: web.Request) -> web.Response:
         self.loop_monitor.reset()

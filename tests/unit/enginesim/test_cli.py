@@ -107,3 +107,8 @@ def test_vllm_multi_value_flags_take_every_value_up_to_the_next_option() -> None
                 "--max-loras", "2")
     assert cfg.served_model_names == ("a", "b")
     assert [m.name for m in cfg.lora_modules] == ["x", "y"]
+
+
+def test_bad_fake_metrics_are_a_usage_error() -> None:
+    with pytest.raises(ValueError, match="fake-metrics"):
+        parse("--model", "m", "--fake-metrics", '{"kv-cache-usage": 3}')

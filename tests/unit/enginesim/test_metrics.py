@@ -108,3 +108,26 @@ def test_hidden_metrics_flag_adds_the_deprecated_names(start_sim: Callable[..., 
 
 def test_deprecated_names_are_hidden_by_default(sim: SimProcess) -> None:
     assert "vllm:gpu_cache_usage_perc" not in samples(sim)
+
+
+def test_fake_metrics_flag_pins_the_gauges(start_sim: Callable[..., SimProcess]) -> None:
+    sim = start_sim("--fake-metrics", '{"running-requests": 7, "waiting-requests": 12, "kv-cache-usage": 0.9}')
+    s = samples(sim)
+    assert s["vllm:num_requests_running"][0][1] == 7
+    assert s["vllm:num_requests_waiting"][0][1] == 12
+    assert s["vllm:kv_cache_usage_perc"][0][1] == 0.9
+
+
+def test_fake_metrics_can_be_set_and_cleared_at_runtime(start_sim: Callable[..., SimProcess]) -> None:
+    sim = start_sim()
+    assert httpx.post(sim.url + "/debug/fake_metrics", json={"waiting-requests": 30}).status_code == 200
+    assert samples(sim)["vllm:num_requests_waiting"][0][1] == 30
+    httpx.post(sim.url + "/debug/fake_metrics", json={})
+    assert samples(sim)["vllm:num_requests_waiting"][0][1] == 0
+
+
+def test_fake_metrics_reject_unknown_keys(start_sim: Callable[..., SimProcess]) -> None:
+    sim = start_sim()
+    resp = httpx.post(sim.url + "/debug/fake_metrics", json={"queue": 3})
+    assert resp.status_code == 400
+    assert "unknown keys" in resp.json()["error"]["message"]
