@@ -220,6 +220,8 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         crash_mode=opts["crash_mode"],
         startup_delay=opts["startup_delay"],
     )
+    fake = _json_object("fake-metrics", opts["fake_metrics"])
+    fake_metrics = parse_fake_metrics(fake) if fake is not None else None
     config = SimConfig(
         model=model,
         served_model_names=tuple(opts["served_model_name"]) or (model,),
@@ -248,8 +250,7 @@ def build_config(positional: tuple[str, ...], opts: dict[str, Any]) -> SimConfig
         shutdown_grace_period=opts["shutdown_grace_period"],
         api_key=opts["api_key"],
         loop_lag_probe_interval=opts["loop_lag_probe_interval"] / 1000.0,
-        fake_metrics=parse_fake_metrics(fake) if (fake := _json_object("fake-metrics", opts["fake_metrics"])) is not None
-        else None,
+        fake_metrics=fake_metrics,
         show_hidden_metrics_for_version=opts["show_hidden_metrics_for_version"],
     )
     config.validate()
