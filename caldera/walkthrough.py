@@ -114,7 +114,8 @@ def _start(cluster: Cluster, name: str, argv: list[str]) -> None:
     if processes.running_pid(run, name) is not None:
         console.print(f"    {name}: already running (log: {logs / (name + '.log')})")
         return
-    processes.start(ProcessSpec(name, argv), run, logs)
+    # KUBECONFIG too, not only --kubeconfig: kopf's own login reads the environment.
+    processes.start(ProcessSpec(name, argv, {"KUBECONFIG": str(cluster.kubeconfig)}), run, logs)
     console.print(f"    {name}: started (log: {logs / (name + '.log')})")
 
 

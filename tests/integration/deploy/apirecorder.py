@@ -80,7 +80,8 @@ class ApiRecorder:
             self.records.append(Record(request.method, request.path, request.query_string, upstream.status))
             response = web.StreamResponse(status=upstream.status, headers={
                 k: v for k, v in upstream.headers.items()
-                if k.lower() not in {"content-length", "transfer-encoding", "content-encoding", "connection"}})
+                # Bodies pass through undecoded, so Content-Encoding (gzip) must pass through too.
+                if k.lower() not in {"content-length", "transfer-encoding", "connection"}})
             await response.prepare(request)
             with contextlib.suppress(ConnectionResetError, aiohttp.ClientPayloadError):
                 async for chunk in upstream.content.iter_any():
@@ -168,6 +169,12 @@ def requests_as_grants(records: list[Record]) -> set[Grant]:
     return {g for g in (request_grant(r) for r in records) if g is not None}
 
 
+def rare_grants(component: str) -> set[Grant]:
+    """Grants the file marks as needed only in situations the integration run does not reach."""
+    return {(g, r, v) for e in PERMISSIONS[component] for g in e["apiGroups"] for r in e["resources"]
+            for v in e.get("rareVerbs", [])}
+
+
 def declared_grants(component: str, conditions: frozenset[str] = frozenset()) -> set[Grant]:
     return {(g, r, v) for e in PERMISSIONS[component] if not e.get("when") or e["when"] in conditions
             for g in e["apiGroups"] for r in e["resources"] for v in e["verbs"]}
@@ -245,12 +252,13 @@ class Component:
         return self.log.read_text(errors="replace")
 
 
-def run_component(args: list[str], log: Path) -> Component:
+def run_component(args: list[str], log: Path, kubeconfig: Path) -> Component:
+    """`caldera <args>` with only `kubeconfig`'s credentials (KUBECONFIG as well: kopf's login reads it)."""
     handle = log.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "caldera.cli", "--log-format", "json", *args],
+    process = subprocess.Popen([sys.executable, "-m", "caldera.cli", "--log-format", "json", *args,
+                                f"--kubeconfig={kubeconfig}"],
                                stdout=handle, stderr=subprocess.STDOUT,
-                               env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
-                               start_new_session=True)
+                               env={**os.environ, "KUBECONFIG": str(kubeconfig)}, start_new_session=True)
     handle.close()
     return Component(process, log)
 

@@ -95,9 +95,9 @@ def team_queue(local_cluster: LocalCluster) -> Iterator[str]:
 def controller(local_cluster: LocalCluster, cluster_namespace: str, tmp_path: Path) -> Iterator[Component]:
     """`caldera controller` for this namespace only (standalone, no webhooks: other tests' controllers own those)."""
     component = run_component([
-        "controller", f"--kubeconfig={local_cluster.kubeconfig}", f"--namespace={cluster_namespace}",
-        "--peering=", "--no-webhooks", f"--metrics-port={free_port()}", f"--health-port={free_port()}"],
-        tmp_path / "controller.log")
+        "controller", f"--namespace={cluster_namespace}", "--peering=", "--no-webhooks",
+        f"--metrics-port={free_port()}", f"--health-port={free_port()}"],
+        tmp_path / "controller.log", local_cluster.kubeconfig)
     try:
         yield component
     finally:

@@ -106,11 +106,16 @@ def test_every_declared_permission_says_why() -> None:
     assert not missing
 
 
+def test_rare_verbs_are_granted_and_say_when_they_are_needed() -> None:
+    for entry in (e for component in PERMISSIONS.values() for e in component if e.get("rareVerbs")):
+        assert set(entry["rareVerbs"]) <= set(entry["verbs"]) and entry.get("rare"), entry
+
+
 def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_only_cluster_scope(
         render: Callable[..., Objects]) -> None:
     objects = render({"controller": {"watchNamespaces": ["team-a", "team-b"]}})
     assert grants(role_rules(objects, "ClusterRole", "caldera-controller")) == declared(
-        "controller", "cluster", CONTROLLER_MANAGED)
+        "controller", "cluster", CONTROLLER_MANAGED | {"controllerWatchesNamespaces"})
     for namespace in ("team-a", "team-b"):
         rules = role_rules(objects, "Role", "caldera-controller", namespace)
         assert grants(rules) == declared("controller", "namespaced")
