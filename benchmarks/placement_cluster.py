@@ -1,0 +1,432 @@
+"""Placement benchmark on a real cluster: real vc-scheduler vs the re-implementation vs Caldera's plan.
+
+`benchmarks/placement.py` compares Caldera's plan with `placement.volcano_baseline`, a Python
+re-implementation of Volcano's allocation. This script measures real Volcano on the same
+cluster shape and the same stream: it brings up a local cluster (`rack-256`: 256 KWOK nodes x
+8 GPUs, 32 tier-1 leaves of 8 nodes, 4 tier-2 spines, 1 tier-3 core) in its own directory,
+pre-occupies GPUs with bound filler pods (`nodeName` set, one per used node) in the patterns of
+`benchmarks/placement.py` (its generators, same seeds), then submits that benchmark's mixed
+stream of ServingGroups as real Volcano PodGroups, one at a time, in order: minMember, hard
+groupPolicy tier 2, one subGroupPolicy per role with hard rolePolicy tier 1 (the shape
+`modelserving.desired.podgroup_spec` produces). Each gang is waited for until every pod is bound
+or it stays unbound past `--pending-seconds`; an unbound gang is then deleted, as the pure
+baselines skip it (left in place, its minResources would stay counted as Inqueue by the
+proportion plugin and hold back later gangs). The stream stops after `--stop-after` consecutive
+unbound gangs or `--max-gangs`; the submitted prefix is the stream every other column plans.
+
+Per gang it also asks the re-implementation, on a snapshot read from the cluster just before
+submission, what Volcano will do (bound or not, which tier-1 leaf per role replica, which tier-2
+spine), and counts agreements: that is the fidelity of the baseline.
+
+Columns per scenario: `realVolcano`, `reimplementation` (local cluster's plugin arguments),
+`calderaWindow16`, `calderaOneBatch` (pure `solve()`, as `benchmarks/placement.py`),
+`upperBound`, `fidelity`.
+
+Run: .venv/bin/python benchmarks/placement_cluster.py [--dir /tmp/caldera-bench-rack256] [--keep]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Keep this directory (which holds placement.py, a script) from shadowing the `placement` package.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse
+import importlib.util
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from kubernetes import client
+
+from caldera.localcluster import wait
+from caldera.localcluster.cluster import Cluster
+from caldera.localcluster.session import LocalCluster
+from modelserving import labels as L
+from placement.model import Gang
+from placement.snapshot import Snapshot
+from placement.solver import SolveOptions, relaxation_bound, solve
+from placement.volcano_baseline import VolcanoConfig, volcano_allocate
+from topology.kube import topology_from_objects
+from topology.resources import CPU, GPU, MEMORY, Resources
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DIR = Path("/tmp/caldera-bench-rack256")
+FILLER_SCHEDULER = "caldera-bench-filler"  # no scheduler serves it: fillers are bound by nodeName
+IMAGE = "registry.local/bench:v1"  # not a process image: KWOK makes the pod Running at once
+SCENARIOS = (("chunks", 0.0), ("nodes", 0.3), ("chunks", 0.6))
+
+
+def load_pure_benchmark() -> ModuleType:
+    """benchmarks/placement.py (a script named like the package), for its scenario generators."""
+    spec = importlib.util.spec_from_file_location("caldera_benchmark_placement", HERE / "placement.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------- manifests
+def quantities(requests: Resources) -> dict[str, str]:
+    out = {"cpu": f"{requests.get(CPU, 0)}m", "memory": str(requests.get(MEMORY, 0))}
+    if requests.get(GPU, 0):
+        out[GPU] = str(requests[GPU])
+    return out
+
+
+def container(requests: Resources) -> dict[str, Any]:
+    gpu = {GPU: str(requests[GPU])} if requests.get(GPU, 0) else {}
+    # Extended resources need limits equal to their requests.
+    return {"name": "main", "image": IMAGE, "resources": {"requests": quantities(requests), "limits": gpu}}
+
+
+def filler_pod(node: str, requests: Resources) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"fill-{node}", "labels": {"caldera.dev/bench": "filler"}},
+            "spec": {"nodeName": node, "schedulerName": FILLER_SCHEDULER, "containers": [container(requests)],
+                     "terminationGracePeriodSeconds": 0}}
+
+
+def gang_objects(gang: Gang) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A Volcano PodGroup and its pods for `gang`, shaped like a ServingGroup of Kthena/Caldera."""
+    minimum: dict[str, int] = {}
+    for res, value in ((CPU, gang.demand.get(CPU, 0)), (MEMORY, gang.demand.get(MEMORY, 0)),
+                       (GPU, gang.demand.get(GPU, 0))):
+        minimum[res] = value
+    spec: dict[str, Any] = {
+        "minMember": len(gang.pods),
+        "minResources": quantities(minimum),
+    }
+    if gang.group_policy is not None:
+        spec["networkTopology"] = {"mode": gang.group_policy.mode,
+                                   "highestTierAllowed": gang.group_policy.highest_tier_allowed}
+    roles: dict[str, list[int]] = {}
+    for rr in gang.role_replicas:
+        roles.setdefault(rr.role, []).append(len(rr.pods))
+    policies = []
+    for role, sizes in roles.items():
+        if len(set(sizes)) != 1:
+            raise ValueError(f"gang {gang.name}: role {role!r} has replicas of different sizes {sizes}; "
+                             "a subGroupPolicy has one subGroupSize")
+        policy: dict[str, Any] = {
+            "name": role,
+            "labelSelector": {"matchLabels": {L.NAME_LABEL: gang.name, L.ROLE_LABEL: role}},
+            "matchLabelKeys": [L.ROLE_ID_LABEL],
+            "subGroupSize": sizes[0],
+            "minSubGroups": len(sizes),
+        }
+        role_policy = gang.policy_for(role)
+        if role_policy is not None:
+            policy["networkTopology"] = {"mode": role_policy.mode,
+                                         "highestTierAllowed": role_policy.highest_tier_allowed}
+        policies.append(policy)
+    spec["subGroupPolicy"] = policies
+    podgroup = {"apiVersion": f"{L.PODGROUP_GROUP}/{L.PODGROUP_VERSION}", "kind": "PodGroup",
+                "metadata": {"name": gang.name, "labels": {L.NAME_LABEL: gang.name}}, "spec": spec}
+    pods = []
+    for rr in gang.role_replicas:
+        for pod in rr.pods:
+            pods.append({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {
+                    "name": pod.name,
+                    "labels": {L.NAME_LABEL: gang.name, L.GROUP_NAME_LABEL: gang.name, L.ROLE_LABEL: rr.role,
+                               L.ROLE_ID_LABEL: rr.name},
+                    "annotations": {L.KUBE_GROUP_NAME_ANNOTATION: gang.name, L.TASK_SPEC_ANNOTATION: rr.name},
+                },
+                "spec": {"schedulerName": "volcano", "containers": [container(pod.requests)],
+                         "terminationGracePeriodSeconds": 0},
+            })
+    return podgroup, pods
+
+
+# ---------------------------------------------------------------------------------- cluster I/O
+class Kube:
+    """The few reads and writes the benchmark needs, against one cluster."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.api = cluster.api_client()
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _json(self, response: Any) -> Any:
+        return json.loads(response.data)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._json(self.core.list_node(_preload_content=False))["items"])
+
+    def hypernodes(self) -> list[dict[str, Any]]:
+        listed: Any = self.custom.list_cluster_custom_object("topology.volcano.sh", "v1alpha1", "hypernodes")
+        return list(listed["items"])
+
+    def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        response = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        return list(self._json(response)["items"])
+
+    def snapshot(self, namespace: str | None = None) -> Snapshot:
+        """The cluster as the scheduler sees it: nodes, HyperNodes and the pods holding capacity."""
+        pods = self.pods(namespace) if namespace else []
+        return Snapshot.from_topology(topology_from_objects(self.nodes(), self.hypernodes(), pods))
+
+    def create_namespace(self, name: str) -> None:
+        body: Any = {"metadata": {"name": name, "labels": {"caldera.dev/bench": "true"}}}
+        self.core.create_namespace(body)
+
+    def create_pod(self, namespace: str, pod: Any) -> None:
+        self.core.create_namespaced_pod(namespace, pod)
+
+    def create_podgroup(self, namespace: str, podgroup: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(L.PODGROUP_GROUP, L.PODGROUP_VERSION, namespace,
+                                                    L.PODGROUP_PLURAL, podgroup)
+
+    def delete_gang(self, namespace: str, name: str) -> None:
+        self.core.delete_collection_namespaced_pod(namespace, label_selector=f"{L.NAME_LABEL}={name}",
+                                                   grace_period_seconds=0)
+        self.custom.delete_namespaced_custom_object(L.PODGROUP_GROUP, L.PODGROUP_VERSION, namespace,
+                                                    L.PODGROUP_PLURAL, name)
+
+    def clear_namespace(self, namespace: str) -> None:
+        """Force-delete every pod (KWOK pods need no kubelet to finish) and PodGroup, then the namespace."""
+        self.core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+        self.custom.delete_collection_namespaced_custom_object(L.PODGROUP_GROUP, L.PODGROUP_VERSION, namespace,
+                                                               L.PODGROUP_PLURAL)
+        wait.until(lambda: not self.pods(namespace), 120, f"pods of {namespace} deleted", 0.5)
+        self.core.delete_namespace(namespace, propagation_policy="Background")
+
+
+# ---------------------------------------------------------------------------------- real Volcano
+@dataclass
+class GangOutcome:
+    name: str
+    bound: bool
+    assignments: dict[str, str]  # pod -> node (all pods when bound, the bound ones otherwise)
+    seconds: float
+    predicted_bound: bool
+    predicted: dict[str, str] = field(default_factory=dict)
+
+
+def occupancy_pods(snapshot: Snapshot, pod_requests: Callable[[int], Resources]) -> list[dict[str, Any]]:
+    """One bound filler pod per node holding the GPUs `snapshot` has taken on it."""
+    pods = []
+    for node in sorted(snapshot.nodes):
+        used = snapshot.nodes[node].allocatable.get(GPU, 0) - snapshot.free[node].get(GPU, 0)
+        if used > 0:
+            pods.append(filler_pod(node, pod_requests(used)))
+    return pods
+
+
+def fill(kube: Kube, namespace: str, pods: Sequence[dict[str, Any]]) -> None:
+    for pod in pods:
+        kube.create_pod(namespace, pod)
+
+    def running() -> bool:
+        listed = kube.pods(namespace, "caldera.dev/bench=filler")
+        return len(listed) == len(pods) and all((p.get("status") or {}).get("phase") == "Running" for p in listed)
+
+    wait.until(running, 300, f"{len(pods)} filler pods Running", 0.5)
+
+
+def submit(kube: Kube, namespace: str, gang: Gang, pending_seconds: float) -> tuple[bool, dict[str, str]]:
+    """Create the gang's PodGroup and pods; wait until all are bound or `pending_seconds` pass."""
+    podgroup, pods = gang_objects(gang)
+    kube.create_podgroup(namespace, podgroup)
+    for pod in pods:
+        kube.create_pod(namespace, pod)
+    selector = f"{L.NAME_LABEL}={gang.name}"
+
+    def bound() -> dict[str, str]:
+        listed = kube.pods(namespace, selector)
+        nodes = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in listed}
+        return nodes if len(nodes) == len(pods) and all(nodes.values()) else {}
+
+    try:
+        return True, wait.until(bound, pending_seconds, f"gang {gang.name} bound", 0.25)
+    except TimeoutError:
+        listed = kube.pods(namespace, selector)
+        partial = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in listed if p["spec"].get("nodeName")}
+        kube.delete_gang(namespace, gang.name)
+        return False, partial
+
+
+def run_real(kube: Kube, namespace: str, gangs: Sequence[Gang], pending_seconds: float, stop_after: int,
+             max_gangs: int, config: VolcanoConfig) -> list[GangOutcome]:
+    outcomes: list[GangOutcome] = []
+    misses = 0
+    for gang in gangs[:max_gangs]:
+        before = kube.snapshot(namespace)
+        predicted = volcano_allocate(before, [gang], config).get(gang.name, {})
+        t0 = time.perf_counter()
+        ok, assignments = submit(kube, namespace, gang, pending_seconds)
+        outcomes.append(GangOutcome(gang.name, ok, assignments, round(time.perf_counter() - t0, 2),
+                                    bool(predicted), predicted))
+        print(json.dumps({"gang": gang.name, "gpus": gang.gpus, "bound": ok, "predictedBound": bool(predicted),
+                          "seconds": outcomes[-1].seconds}), file=sys.stderr, flush=True)
+        misses = 0 if ok else misses + 1
+        if misses >= stop_after:
+            break
+    return outcomes
+
+
+def fidelity(snapshot: Snapshot, gangs: Sequence[Gang], outcomes: Sequence[GangOutcome]) -> dict[str, Any]:
+    """How often the re-implementation, asked just before each submission, predicted real Volcano."""
+    by_name = {g.name: g for g in gangs}
+    agree_bound = 0
+    both_bound = 0
+    agree_spine = 0
+    replicas = 0
+    agree_leaf = 0
+    disagreements = []
+    for out in outcomes:
+        if out.bound == out.predicted_bound:
+            agree_bound += 1
+        else:
+            disagreements.append({"gang": out.name, "gpus": by_name[out.name].gpus, "realBound": out.bound,
+                                  "predictedBound": out.predicted_bound})
+        if not (out.bound and out.predicted_bound):
+            continue
+        both_bound += 1
+        gang = by_name[out.name]
+        real_nodes = list(out.assignments.values())
+        pred_nodes = list(out.predicted.values())
+        if domain_at(snapshot, real_nodes, 2) == domain_at(snapshot, pred_nodes, 2):
+            agree_spine += 1
+        for rr in gang.role_replicas:
+            replicas += 1
+            real_leaves = {snapshot.leaf_of[out.assignments[p.name]] for p in rr.pods}
+            pred_leaves = {snapshot.leaf_of[out.predicted[p.name]] for p in rr.pods}
+            agree_leaf += real_leaves == pred_leaves
+    return {
+        "gangs": len(outcomes), "boundAgreement": agree_bound, "disagreements": disagreements,
+        "bothBound": both_bound, "tier2DomainAgreement": agree_spine,
+        "roleReplicas": replicas, "tier1LeafAgreement": agree_leaf,
+    }
+
+
+def domain_at(snapshot: Snapshot, nodes: Sequence[str], tier: int) -> str:
+    """The domain of `tier` holding all of `nodes` (their LCA when that is higher)."""
+    lca = snapshot.lca(nodes)
+    if snapshot.tier[lca] >= tier:
+        return lca
+    anchor = snapshot.anchor(snapshot.leaf_of[nodes[0]], tier)
+    return anchor if anchor is not None else lca
+
+
+# ---------------------------------------------------------------------------------- scenario
+def scenario(kube: Kube, bench: ModuleType, pattern: str, fraction: float, args: argparse.Namespace
+             ) -> dict[str, Any]:
+    key = f"{pattern}{int(fraction * 100)}pct"
+    namespace = f"bench-{key}"
+    # The same seeds and generators as benchmarks/placement.py's scenario (a).
+    rng = random.Random(int(fraction * 100) + 7)
+    base = kube.snapshot()
+    snap = bench.occupy(base, fraction, rng, pattern)
+    free = sum(f.get(GPU, 0) for f in snap.free.values())
+    gangs: list[Gang] = bench.stream(rng, free)
+    kube.create_namespace(namespace)
+    t0 = time.perf_counter()
+    fillers = occupancy_pods(snap, bench.pod_requests)
+    fill(kube, namespace, fillers)
+    seen = kube.snapshot(namespace)
+    seen_free = sum(f.get(GPU, 0) for f in seen.free.values())
+    if seen_free != free:
+        raise RuntimeError(f"{key}: the cluster shows {seen_free} free GPUs after filling, expected {free}")
+    row: dict[str, Any] = {"freeGpus": free, "streamGangs": len(gangs), "fillerPods": len(fillers),
+                           "fillSeconds": round(time.perf_counter() - t0, 1)}
+    config = VolcanoConfig.local_cluster()
+    t0 = time.perf_counter()
+    try:
+        outcomes = run_real(kube, namespace, gangs, args.pending_seconds, args.stop_after, args.max_gangs, config)
+    finally:
+        elapsed = time.perf_counter() - t0
+        kube.clear_namespace(namespace)
+    submitted = gangs[:len(outcomes)]
+    row["submittedGangs"] = len(submitted)
+    row["submittedGpus"] = sum(g.gpus for g in submitted)
+    real = {o.name: o.assignments for o in outcomes if o.bound}
+    row["realVolcano"] = {**bench.metrics(snap, submitted, real), "seconds": round(elapsed, 1),
+                          "partiallyBoundThenDeleted": sum(1 for o in outcomes if not o.bound and o.assignments),
+                          "meanSecondsToBind": round(sum(o.seconds for o in outcomes if o.bound)
+                                                     / max(1, len(real)), 2)}
+    t0 = time.perf_counter()
+    reimpl = volcano_allocate(snap, submitted, config)
+    row["reimplementation"] = {**bench.metrics(snap, submitted, reimpl), "seconds": round(time.perf_counter() - t0, 2)}
+    t0 = time.perf_counter()
+    windowed, plans = bench.caldera_stream(snap, submitted, 16, SolveOptions(time_limit_s=args.time_limit))
+    row["calderaWindow16"] = {**bench.metrics(snap, submitted, windowed), "seconds": round(time.perf_counter() - t0, 2),
+                              "solves": len(plans), "statuses": sorted({p.status for p in plans})}
+    t0 = time.perf_counter()
+    batch = solve(snap, submitted, SolveOptions(time_limit_s=args.batch_time_limit))
+    one = {g: r.assignments for g, r in batch.results.items() if r.placed}
+    row["calderaOneBatch"] = {**bench.metrics(snap, submitted, one), "seconds": round(time.perf_counter() - t0, 2),
+                              "status": batch.status}
+    t0 = time.perf_counter()
+    row["upperBound"] = {**relaxation_bound(snap, submitted, time_limit_s=args.batch_time_limit),
+                         "seconds": round(time.perf_counter() - t0, 2)}
+    row["fidelity"] = fidelity(snap, submitted, outcomes)
+    real_gpus = max(1, row["realVolcano"]["gpus"])
+    row["summary"] = {k: {"gangsMinusRealVolcano": row[k]["gangs"] - row["realVolcano"]["gangs"],
+                          "gpuGainOverRealVolcanoPct": round(100 * (row[k]["gpus"] - real_gpus) / real_gpus, 2)}
+                      for k in ("reimplementation", "calderaWindow16", "calderaOneBatch")}
+    print(json.dumps({key: row}), file=sys.stderr, flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="cluster directory (its own cluster)")
+    parser.add_argument("--topology", default="rack-256")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
+    parser.add_argument("--scenarios", default=",".join(f"{p}{int(f * 100)}" for p, f in SCENARIOS),
+                        help="comma-separated <pattern><percent>, pattern chunks or nodes")
+    parser.add_argument("--pending-seconds", type=float, default=8.0,
+                        help="how long an unbound gang may stay Pending before it counts as not placed")
+    parser.add_argument("--stop-after", type=int, default=4, help="stop a stream after this many unbound gangs in a row")
+    parser.add_argument("--max-gangs", type=int, default=150, help="submit at most this many gangs per scenario")
+    parser.add_argument("--time-limit", type=float, default=5.0, help="CP-SAT time limit per window")
+    parser.add_argument("--batch-time-limit", type=float, default=30.0, help="CP-SAT time limit, one batch and bound")
+    args = parser.parse_args()
+    cases = []
+    for item in args.scenarios.split(","):
+        pattern = item.rstrip("0123456789")
+        if pattern not in ("chunks", "nodes") or not item[len(pattern):]:
+            parser.error(f"--scenarios: {item!r} is not <chunks|nodes><percent>")
+        cases.append((pattern, int(item[len(pattern):]) / 100))
+    bench = load_pure_benchmark()
+
+    def progress(message: str) -> None:
+        print(f"[cluster] {message}", file=sys.stderr, flush=True)
+
+    cluster = Cluster(args.dir)
+    t0 = time.perf_counter()
+    cluster.up(args.topology, progress)
+    local = LocalCluster(dir=cluster.dir, kubeconfig=cluster.kubeconfig, prometheus_url=cluster.prometheus_url,
+                         server=cluster.server, topology=args.topology, cluster=cluster, started=True)
+    result: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "topology": args.topology,
+                              "clusterUpSeconds": round(time.perf_counter() - t0, 1),
+                              "settings": {"pendingSeconds": args.pending_seconds, "stopAfter": args.stop_after,
+                                           "maxGangs": args.max_gangs, "timeLimit": args.time_limit,
+                                           "batchTimeLimit": args.batch_time_limit}}
+    kube = Kube(local)
+    try:
+        for pattern, fraction in cases:
+            result[f"{pattern}{int(fraction * 100)}pct"] = scenario(kube, bench, pattern, fraction, args)
+    finally:
+        kube.close()
+        if not args.keep:
+            cluster.down(progress)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
