@@ -20,6 +20,8 @@ The pytest session fixture `local_cluster` (tests/conftest.py) is a
   `nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3`), HyperNodes leaf-0 (node-0..3) and
   leaf-1 (node-4..7) at tier 1 under spine-0 at tier 2; nodes also carry labels
   `caldera.dev/leaf`, `caldera.dev/spine`;
+- `.pod_network: str` — its loopback pod network, "127.<n>.0.0/16" (n = 1 for the first
+  cluster running on the machine; each running cluster gets its own n, see `network`);
 - `.api_client()` — a new kubernetes `ApiClient` for it;
 - `.pod_log(ns, pod, container)` / `.pod_pid_file(uid, container)` — the process
   runner's output and pid files of process-backed containers.
@@ -36,7 +38,7 @@ config, runner) is restarted.
 
 Pods: vc-scheduler serves both `schedulerName: volcano` and `default-scheduler` (there is
 no kube-scheduler). Pod IPs come from the node's
-`127.1.<node index>.0/24`; images starting `caldera/enginesim` run
+`127.<n>.<node index>.0/24`; images starting `caldera/enginesim` run
 `<python> -m enginesim <args> --host <podIP> --port <containerPort>`, images starting
 `caldera/process` run their command/args (see `runner`). Such pods start Running but not
 Ready; the runner sets Ready once the process accepts connections on its container port

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from caldera.localcluster import build, kubeconfig, pki, ports, processes, prometheus, topology
+from caldera.localcluster import build, kubeconfig, network, pki, ports, processes, prometheus, topology
 from caldera.localcluster.processes import ProcessSpec
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ CRDS_DIR = REPO_ROOT / "crds"
 DEFAULT_DIR = Path(os.environ.get("CALDERA_CLUSTER_DIR", Path.home() / ".cache" / "caldera" / "cluster"))
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
-POD_CIDR = str(topology.POD_NETWORK)
 RUNNER_CODE = tuple(Path(__file__).with_name(n) for n in ("runner.py", "scrape.py"))
 # There is no kube-scheduler: Volcano also takes pods that name no scheduler.
 SCHEDULER_NAMES = ("--scheduler-name=volcano", "--scheduler-name=default-scheduler")
@@ -150,12 +150,18 @@ class Cluster:
     @property
     def ports(self) -> ports.Ports:
         if self._ports is None:
-            self._ports = ports.allocate(self.dir)
+            running = any(processes.running_pid(self.layout.run, name) for name in COMPONENTS)
+            self._ports = ports.allocate(self.dir, running=running)
         return self._ports
 
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    @property
+    def pod_network(self) -> ipaddress.IPv4Network:
+        """This cluster's loopback pod network (allocated at `up`; see `network`)."""
+        return network.saved(self.dir) or topology.POD_NETWORK
 
     @property
     def prometheus_url(self) -> str:
@@ -262,7 +268,7 @@ class Cluster:
                 str(build.binary("kwok")), f"--kubeconfig={kc}", f"--config={DEPLOY_DIR / 'kwok-stages.yaml'}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={topology.KWOK_NODE_ANNOTATION}=fake",
-                f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
+                f"--cidr={self.pod_network}", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{pt.kwok}"]),
             "runner": ProcessSpec("runner", inputs=RUNNER_CODE, argv=[
                 sys.executable, "-m", "caldera.localcluster.runner", f"--kubeconfig={kc}", f"--dir={self.dir}",
@@ -303,6 +309,9 @@ class Cluster:
         for d in (self.layout.run, self.layout.logs, self.layout.config):
             d.mkdir(parents=True, exist_ok=True)
         self.layout.state.write_text(json.dumps({"topology": spec.name, "ready": False, "ports": self.ports.model_dump()}))
+        pod_network = network.allocate(
+            self.dir, lambda d: processes.running_pid(d / "run", "kube-apiserver") is not None)
+        progress(f"pod network: {pod_network}")
         p = pki.ensure(self.dir / "pki", SERVICE_IP)
         kubeconfig.write(self.layout.kubeconfig, p, self.server)
         (self.layout.config / "prometheus.yaml").write_text(
@@ -321,7 +330,7 @@ class Cluster:
         progress(f"CRDs: {len(names)} applied and established (Volcano + {CRDS_DIR})")
         for name in ("vc-controller-manager", "vc-scheduler", "kwok"):
             self._start(name, specs[name], progress)
-        nodes, hypernodes = topology.render(spec)
+        nodes, hypernodes = topology.render(spec, pod_network)
         client.create_nodes(nodes)
         client.apply_objects(hypernodes)
         progress(f"topology {spec.name}: {len(nodes)} nodes, {len(hypernodes)} HyperNodes")

@@ -1,9 +1,11 @@
 """Loopback ports per cluster directory.
 
-A directory hashes to a block of ports in 20000-59999, so two clusters in different
-directories (and anything on the usual default ports) do not clash. The block is saved in
-the directory, so the ports stay the same across `up`/`down`; a block with a busy port is
-skipped at the first `up`.
+A directory hashes to a block of ports between 20000 and the start of the kernel's
+ephemeral range (32768), so two clusters in different directories (and anything on the
+usual default ports) do not clash. Ephemeral ports are avoided: an outgoing connection's
+TIME_WAIT on such a port makes a later bind to it fail ("address already in use"). The
+block is saved in the directory, so the ports stay the same across `up`/`down`; a block
+with a busy port is skipped at the first `up`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ from pathlib import Path
 from pydantic import BaseModel
 
 BLOCK = 16
-LOW, HIGH = 20000, 60000
+LOW = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+HIGH = max(LOW + 64 * BLOCK, min(_ephemeral_low(), 32768))
 
 
 class Ports(BaseModel):
@@ -56,11 +68,14 @@ def block_for(directory: Path, attempt: int = 0) -> Ports:
     return Ports(**{name: base + i for i, name in enumerate(NAMES)})
 
 
-def allocate(directory: Path) -> Ports:
-    """The saved ports of a cluster directory, or a new free block (saved)."""
+def allocate(directory: Path, running: bool = False) -> Ports:
+    """The saved ports of a cluster directory, or a new free block (saved). Saved ports in
+    the ephemeral range (from older versions) are replaced unless the cluster is running."""
     path = directory / "ports.json"
     if path.exists():
-        return Ports.model_validate(json.loads(path.read_text()))
+        saved = Ports.model_validate(json.loads(path.read_text()))
+        if running or all(LOW <= p < HIGH for p in saved.all()):
+            return saved
     for attempt in range(64):
         ports = block_for(directory, attempt)
         if all(_free(p) for p in ports.all()):

@@ -37,6 +37,11 @@ class LocalCluster:
     started: bool = False
     _session_lock: IO[str] | None = field(default=None, repr=False)
 
+    @property
+    def pod_network(self) -> str:
+        """The cluster's loopback pod network, e.g. "127.1.0.0/16"."""
+        return str(self.cluster.pod_network)
+
     def api_client(self) -> client.ApiClient:
         """A fresh kubernetes ApiClient for this cluster (does not touch the global config)."""
         return config.new_client_from_config(config_file=str(self.kubeconfig))

@@ -11,8 +11,9 @@ bottom tier is tier 1 and holds `nodesPerLeaf` nodes per switch. Example (`small
     nodesPerLeaf: 4
     node: {gpus: 8, gpuType: NVIDIA-H100-80GB-HBM3, cpu: "96", memory: 1024Gi}
 
-Each node gets pod CIDR `127.1.<index>.0/24`, so pod IPs are loopback addresses that this
-machine can bind and reach.
+Node i gets pod CIDR `127.<n>.<i>.0/24` of its cluster's loopback pod network (see
+`network`; 127.1.0.0/16 for the first cluster), so pod IPs are addresses this machine can
+bind and reach.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def hypernode(name: str, tier: int, tier_name: str, member_type: str, members: l
     }
 
 
-def _node(spec: TopologySpec, index: int, ancestors: list[tuple[str, str]]) -> dict[str, Any]:
+def _node(spec: TopologySpec, index: int, ancestors: list[tuple[str, str]],
+          network: ipaddress.IPv4Network) -> dict[str, Any]:
     shape = spec.node.model_copy(deep=True)
     extra_labels: dict[str, str] = {}
     for _, switch in ancestors:
@@ -158,7 +160,7 @@ def _node(spec: TopologySpec, index: int, ancestors: list[tuple[str, str]]) -> d
         **shape.labels,
         **extra_labels,
     }
-    cidr = list(POD_NETWORK.subnets(new_prefix=24))[index]
+    cidr = list(network.subnets(new_prefix=24))[index]
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -168,8 +170,12 @@ def _node(spec: TopologySpec, index: int, ancestors: list[tuple[str, str]]) -> d
     }
 
 
-def render(spec: TopologySpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The Node and HyperNode manifests for a topology, nodes in index order, HyperNodes bottom-up."""
+def render(spec: TopologySpec, network: ipaddress.IPv4Network = POD_NETWORK,
+           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Node and HyperNode manifests for a topology, nodes in index order, HyperNodes bottom-up.
+    Node i gets the i-th /24 of `network` as its pod CIDR."""
+    if network.prefixlen > 16:
+        raise TopologyError(f"pod network {network}: need a /16 or larger (one /24 per node)")
     nodes: list[dict[str, Any]] = []
     by_tier: list[list[dict[str, Any]]] = [[] for _ in spec.tiers]
     counters = [0] * len(spec.tiers)
@@ -182,7 +188,7 @@ def render(spec: TopologySpec) -> tuple[list[dict[str, Any]], list[dict[str, Any
         if level == len(spec.tiers) - 1:
             members = []
             for _ in range(spec.nodes_per_leaf):
-                node = _node(spec, len(nodes), chain)
+                node = _node(spec, len(nodes), chain, network)
                 nodes.append(node)
                 members.append(node["metadata"]["name"])
             by_tier[level].append(hypernode(name, 1, tier.tier_name, "Node", members, spec.name))

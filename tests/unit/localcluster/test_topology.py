@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from caldera.localcluster import topology
@@ -74,3 +76,8 @@ def test_missing_field_error_names_the_field() -> None:
 def test_unknown_topology_name_lists_known_ones() -> None:
     with pytest.raises(topology.TopologyError, match="small"):
         topology.load("no-such-topology")
+
+
+def test_pod_cidrs_come_from_the_given_network() -> None:
+    nodes, _ = topology.render(topology.load("small"), ipaddress.IPv4Network("127.7.0.0/16"))
+    assert nodes[3]["spec"]["podCIDR"] == "127.7.3.0/24"
