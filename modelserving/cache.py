@@ -24,6 +24,13 @@ KINDS = ("Pod", "Service", "PodGroup", "ControllerRevision")
 DELETION_MEMORY_SECONDS = 120.0
 
 
+def _owned(obj: Mapping[str, Any], uid: str | None) -> bool:
+    if not uid:
+        return True
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return not any(o.get("kind") == "ModelServing" and o.get("uid") != uid for o in owners)
+
+
 def owner_key(obj: Mapping[str, Any]) -> Key | None:
     meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get(L.NAME_LABEL)
@@ -111,7 +118,9 @@ class Cache:
         self.entry(key).deleted_uids[uid] = time.monotonic()
 
     # -- the view a reconcile plans against --------------------------------------------------
-    def observed(self, key: Key) -> Observed:
+    def observed(self, key: Key, uid: str | None = None) -> Observed:
+        """The objects of ModelServing `key`; with `uid`, leftovers of a deleted namesake are left out
+        (the garbage collector removes them; until then they must not count as this one's)."""
         entry = self.entry(key)
         now = time.monotonic()
         for memory in (entry.deleted_uids, entry.deleting_groups, entry.deleting_roles):
@@ -121,6 +130,8 @@ class Cache:
         live_groups: set[int] = set()
         live_roles: set[tuple[int, str, int]] = set()
         for name, pod in entry.objects["Pod"].items():
+            if not _owned(pod, uid):
+                continue
             meta = pod.get("metadata") or {}
             if str(meta.get("uid")) in entry.deleted_uids and not meta.get("deletionTimestamp"):
                 pod = {**pod, "metadata": {**meta, "deletionTimestamp": "1970-01-01T00:00:00Z"}}
@@ -130,7 +141,10 @@ class Cache:
             rid = str(labels.get(L.ROLE_ID_LABEL, ""))
             live_groups.add(ordinal)
             live_roles.add((ordinal, str(labels.get(L.ROLE_LABEL, "")), ordinal_of(rid)))
-        for name in entry.objects["PodGroup"]:
+        kept: dict[str, dict[str, Mapping[str, Any]]] = {
+            kind: {n: o for n, o in entry.objects[kind].items() if _owned(o, uid)}
+                for kind in ("Service", "PodGroup", "ControllerRevision")}
+        for name in kept["PodGroup"]:
             live_groups.add(ordinal_of(name))
         # A deletion is complete once nothing of it is left.
         for g in [g for g in entry.deleting_groups if g not in live_groups]:
@@ -139,9 +153,9 @@ class Cache:
             del entry.deleting_roles[r]
         return Observed(
             pods=pods,
-            services=dict(entry.objects["Service"]),
-            podgroups=dict(entry.objects["PodGroup"]),
-            revisions=dict(entry.objects["ControllerRevision"]),
+            services=kept["Service"],
+            podgroups=kept["PodGroup"],
+            revisions=kept["ControllerRevision"],
             deleting_groups=set(entry.deleting_groups),
             deleting_roles=set(entry.deleting_roles),
         )

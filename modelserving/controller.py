@@ -176,7 +176,7 @@ async def reconcile(key: Key, logger: logging.Logger | kopf.Logger) -> Plan | No
         kopf.warn(kopf.Body(cast(Any, body)), reason="InvalidSpec", message=str(exc)[:1000])
         logger.warning(f"invalid ModelServing {key[0]}/{key[1]}: {exc}")
         return None
-    obs = STATE.cache.observed(key)
+    obs = STATE.cache.observed(key, ms.uid)
     # Planning is pure and CPU-bound: keep the event loop (watch streams, probes) responsive.
     result = await asyncio.to_thread(plan, ms, obs, STATE.options(), time.time())
     if result.notes:
@@ -195,7 +195,7 @@ async def reconcile(key: Key, logger: logging.Logger | kopf.Logger) -> Plan | No
                     kube.request, "patch",
                     kube.custom(LWS_GROUP, LWS_VERSION, LWS_PLURAL, key[0], owner["name"], "status"),
                     body={"status": lws_status(updated)}, content_type=MERGE_PATCH, resource="leaderworkersets/status")
-    for ev in [*result.events, *_role_events(key, ms, STATE.cache.observed(key))]:
+    for ev in [*result.events, *_role_events(key, ms, STATE.cache.observed(key, ms.uid))]:
         kopf.event(kopf.Body(cast(Any, body)), type=ev.type, reason=ev.reason, message=ev.message)
     return result
 

@@ -61,3 +61,12 @@ def test_queue_depth_ignores_children_of_unknown_modelservings() -> None:
     cache = Cache()
     cache.kick(("ns", "gone"))
     assert cache.queue_depth() == 0
+
+
+def test_leftovers_of_a_deleted_namesake_are_not_counted() -> None:
+    cache = Cache()
+    old = _pod("sample-0-prefill-0-0", "a")
+    old["metadata"]["ownerReferences"] = [{"kind": "ModelServing", "name": "sample", "uid": "old-ms"}]
+    cache.observe("Pod", "ADDED", old)
+    assert cache.observed(KEY, "new-ms").pods == {}
+    assert set(cache.observed(KEY, "old-ms").pods) == {"sample-0-prefill-0-0"}
