@@ -47,8 +47,10 @@ def _operations(env: Any) -> list[Callable[[], None]]:
     def create() -> None:
         env.custom.delete_namespaced_custom_object("workload.serving.volcano.sh", "v1alpha1", env.namespace,
                                                    "modelservings", "sample")
-        env.wait_until("old ModelServing gone", lambda: not env.pods() and not env.custom.list_namespaced_custom_object(
-            "workload.serving.volcano.sh", "v1alpha1", env.namespace, "modelservings")["items"], timeout=120)
+        env.wait_until("old ModelServing and its children gone", lambda: not env.pods() and not env.services()
+                       and not env.podgroups() and not env.custom.list_namespaced_custom_object(
+                           "workload.serving.volcano.sh", "v1alpha1", env.namespace, "modelservings")["items"],
+                       timeout=120)
         env.apply(env.seed_manifest(replicas=random.choice([1, 2])))
 
     def scale_groups() -> None:
