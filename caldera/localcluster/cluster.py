@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-import yaml
 
 from caldera.localcluster import build, kubeconfig, network, pki, ports, processes, prometheus, topology
 from caldera.localcluster.processes import ProcessSpec
@@ -38,8 +37,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy" / "local"
 CRDS_DIR = REPO_ROOT / "crds"
 DEFAULT_DIR = Path(os.environ.get("CALDERA_CLUSTER_DIR", Path.home() / ".cache" / "caldera" / "cluster"))
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"
+# ClusterIPs are loopback too: nothing serves them (no kube-proxy), and a client that tries
+# one must not send packets off this machine.
+SERVICE_CIDR = os.environ.get("CALDERA_SERVICE_CIDR", "127.254.0.0/16")
+SERVICE_IP = str(next(ipaddress.IPv4Network(SERVICE_CIDR).hosts()))
 RUNNER_CODE = tuple(Path(__file__).with_name(n) for n in ("runner.py", "scrape.py"))
 # There is no kube-scheduler: Volcano also takes pods that name no scheduler.
 SCHEDULER_NAMES = ("--scheduler-name=volcano", "--scheduler-name=default-scheduler")
@@ -280,8 +281,8 @@ class Cluster:
     def _start(self, name: str, spec: ProcessSpec, progress: Progress, timeout: float = 120.0) -> None:
         check = self._checks()[name]
         recorded = processes.recorded_digest(self.layout.run, name)
-        # A pid file without a digest predates digests: only config-driven daemons restart then.
-        changed = recorded != spec.digest() if recorded else bool(spec.inputs)
+        # Only config-driven daemons restart by themselves; the control plane restarts on down/up.
+        changed = bool(spec.inputs) and (recorded != spec.digest() if recorded else True)
         if processes.running_pid(self.layout.run, name) is not None and changed:
             progress(f"{name}: configuration or code changed; restarting")
             processes.stop(self.layout.run, name)
@@ -384,7 +385,3 @@ class Cluster:
             pid = processes.running_pid(self.layout.run, name)
             out[name] = sum(processes.rss_bytes(p) for p in processes.group_pids(pid)) if pid else 0
         return out
-
-
-def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
