@@ -80,6 +80,11 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
@@ -180,6 +185,7 @@ async def overload(tmp: Path, quick: bool) -> dict[str, Any]:
                     peak = max(peak, rss_mb(router.proc.pid))
                     await asyncio.sleep(0.05)
 
+            cpu0 = cpu_s(router.proc.pid)
             sampler = asyncio.create_task(sample())
             statuses: dict[str, int] = {}
             retry_after = 0
@@ -209,12 +215,14 @@ async def overload(tmp: Path, quick: bool) -> dict[str, Any]:
             stop.set()
             await sampler
             after = rss_mb(router.proc.pid)
+            cpu = cpu_s(router.proc.pid) - cpu0
             return {"requests": n, "client_concurrency": conc, "engines": "2 x enginesim 8b-h100, max-num-seqs 4",
                     "router": "maxConcurrentRequests 256, maxWaiting 4, maxInflightPerEndpoint 16",
                     "statuses": statuses, "rejections_with_retry_after": retry_after,
                     "rejection_latency_p50_ms": ms(pct(rejected_s, 50)),
                     "rejection_latency_p99_ms": ms(pct(rejected_s, 99)),
-                    "seconds": round(elapsed, 2), "router_rss_before_mb": round(base, 1),
+                    "seconds": round(elapsed, 2), "router_cpu_seconds": round(cpu, 2),
+                    "router_cpu_ms_per_request": round(cpu * 1e3 / n, 3), "router_rss_before_mb": round(base, 1),
                     "router_rss_peak_mb": round(peak, 1), "router_rss_after_mb": round(after, 1)}
         finally:
             router.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,7 @@ class Guard:
         self._limits: dict[str, ratelimit.RouteLimit | None] = {}
         self._pending: set[asyncio.Task[Any]] = set()
         self.held = 0
+        self._overload_logged = 0.0
 
     # ---- wiring --------------------------------------------------------------------------
 
@@ -198,7 +200,10 @@ class Guard:
             ticket.limit = limit
         busy = all_busy(endpoints, self.thresholds)
         if busy is not None:
-            log.warning("overloaded: every endpoint is busy", extra={"model": model, "endpoints": busy})
+            now = time.monotonic()
+            if now - self._overload_logged > 1.0:  # at most one line a second under a flood
+                self._overload_logged = now
+                log.warning("overloaded: every endpoint is busy", extra={"model": model, "endpoints": busy})
             raise self._refuse("overloaded", 503, f"every endpoint of {decision.server.key} is busy; retry later",
                                self._retry_after(), "server_error")
         if self.fairness is not None:
