@@ -71,7 +71,8 @@ def status_command(as_json: bool, directory: Path) -> None:
     ok = all(s["healthy"] for s in status.values())
     if as_json:
         click.echo(json.dumps({"dir": str(cluster.dir), "healthy": ok, "components": status,
-                               "kubeconfig": str(cluster.kubeconfig)}, indent=2))
+                               "kubeconfig": str(cluster.kubeconfig), "topology": cluster.state().get("topology"),
+                               "podNetwork": str(cluster.pod_network)}, indent=2))
     else:
         for name, s in status.items():
             state = "healthy" if s["healthy"] else ("unhealthy" if s["pid"] else "stopped")
@@ -79,4 +80,5 @@ def status_command(as_json: bool, directory: Path) -> None:
         if (cluster.dir / "ports.json").exists():
             click.echo(f"kubeconfig: {cluster.kubeconfig}")
             click.echo(f"prometheus: {cluster.prometheus_url}")
+            click.echo(f"topology:   {cluster.state().get('topology')}  pod network: {cluster.pod_network}")
     sys.exit(0 if ok else 1)
