@@ -361,14 +361,15 @@ class Router:
             self.metrics.upstream_errors.labels(ep.name, reason).inc()
             log.warning("upstream attempt failed", extra={"pod": ep.name, "reason": repr(exc)})
             raise UpstreamError(ep.name, f"{reason} failed: {exc}") from None
-        if resp.status >= 500:
+        if resp.status >= 500 or resp.status == 429:  # 429: the engine sheds load; another pod may not
             try:
                 text = await resp.read()
             except UpstreamConnectionError:
                 text = b""
             self.metrics.upstream_errors.labels(ep.name, f"http_{resp.status}").inc()
             log.warning("upstream attempt failed", extra={"pod": ep.name, "reason": f"HTTP {resp.status}"})
-            raise UpstreamError(ep.name, f"HTTP {resp.status}: {text[:200]!r}")
+            raise UpstreamError(ep.name, f"HTTP {resp.status}: {text[:200]!r}",
+                                status=429 if resp.status == 429 else 502)
         return resp
 
     async def _proxy(self, request: web.Request, parsed: ParsedRequest, ctx: SchedulingContext, ep: Endpoint,

@@ -73,3 +73,17 @@ def test_refused_connections_are_retried_at_once_and_others_after_the_interval()
 
 def test_client_errors_are_not_retryable_but_overload_is():
     assert not retryable(400, "HTTP 400") and retryable(503, "HTTP 503") and retryable(429, "HTTP 429")
+
+
+async def test_an_engine_shedding_load_with_429_is_retried_on_the_next_pod(engines, guarded_router):
+    full = await engines.start("a-full", "--max-num-seqs", "1", "--max-waiting-queue-length", "0",
+                               labels={"app": "m"}, time_scale=1.0)
+    free = await engines.start("b-free", labels={"app": "m"})
+    r = await guarded_router(**ROUND_ROBIN, modelServers=[server("m", model="base-model")],
+                             modelRoutes=[route("m", "m", [{"targetModels": [{"modelServerName": "m"}]}])],
+                             endpoints=[full.endpoint(), free.endpoint()])
+    async with r.session.post(full.url + "/v1/completions", json={
+            "model": "base-model", "prompt": "hold", "max_tokens": 500, "stream": True}) as held:
+        await held.content.readline()
+        status, _, headers = await r.complete({"model": "m", "prompt": "hello", "max_tokens": 2})
+    assert status == 200 and headers["x-caldera-pod"] == "default/b-free"
