@@ -87,8 +87,11 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    subprocess.run(["apt-get", "install", "-y", "-q", "redis-server"], check=True,
-                   stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "redis-server"]
+    if subprocess.run(install, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL, env=env)
+        subprocess.run(install, check=True, stdout=subprocess.DEVNULL, env=env)
     found = shutil.which("redis-server")
     if not found:
         raise RuntimeError("redis-server is not installed and apt-get could not install it")
