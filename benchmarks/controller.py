@@ -59,10 +59,10 @@ def _sum(metrics: dict[str, float], prefix: str, contains: str = "") -> float:
 
 
 def _apiserver_requests(api: Any) -> dict[str, float]:
-    resp = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                        _return_http_data_only=True)
+    _, url, headers, _, _ = api.param_serialize(method="GET", resource_path="/metrics", auth_settings=["BearerToken"])
+    resp = api.call_api("GET", url, header_params=headers)
     totals: dict[str, float] = {"all": 0.0, "writes": 0.0}
-    for line in resp.data.decode().splitlines():
+    for line in resp.read().decode().splitlines():
         if line.startswith("apiserver_request_total{"):
             value = float(line.rsplit(" ", 1)[1])
             totals["all"] += value
@@ -74,8 +74,11 @@ def _apiserver_requests(api: Any) -> dict[str, float]:
 def _until(what: str, check: Any, timeout: float, interval: float = 0.5) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
+        try:
+            if check():
+                return time.monotonic() - start
+        except httpx.HTTPError:
+            pass  # the controller is not listening yet
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached in {timeout:.0f}s")
 
@@ -193,7 +196,8 @@ def main(directory: Path, topology: str, groups: int, steady_seconds: float, tim
         }, indent=2))
     finally:
         try:
-            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "bench")
+            if custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+                custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "bench")
             _until("ModelServing deleted", lambda: not custom.list_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL)["items"], 120)
         finally:
