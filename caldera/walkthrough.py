@@ -237,8 +237,9 @@ def first_completion(cluster: Cluster, ports: Ports, timeout: float = 120) -> di
 def print_completion(body: dict[str, Any], elapsed: float) -> None:
     text = body["choices"][0]["message"]["content"]
     usage = body.get("usage", {})
-    console.print(Panel(f"[bold]user:[/] {PROMPT}\n[bold]{body.get('model', MODEL)}:[/] {text}",
-                        title=f"first completion after {elapsed:.1f}s", subtitle=f"usage: {usage}"))
+    tokens = f"{usage.get('prompt_tokens', '?')} prompt + {usage.get('completion_tokens', '?')} completion tokens"
+    console.print(Panel(f"[bold]user:[/] {PROMPT}\n[bold]{body.get('model', MODEL)}:[/] {text.strip()}",
+                        title=f"first completion after {elapsed:.1f}s", subtitle=tokens))
 
 
 # ---- live status ----------------------------------------------------------------------------------
@@ -389,7 +390,8 @@ def run_up(topology: str, detach: bool, directory: Path) -> float:
     console.print(f"kubeconfig: {cluster.kubeconfig}\nrouter:     http://127.0.0.1:{ports.router}/v1\n"
                   f"logs:       {directory / 'logs'}")
     if detach:
-        console.print("Detached: everything keeps running; `make down` stops it.")
+        stop = "make down" if directory == DEFAULT_DIR.resolve() else f"caldera down --dir {directory}"
+        console.print(f"Detached: everything keeps running; `{stop}` stops it.")
         return elapsed
     try:
         live_status(cluster, ports)
