@@ -24,7 +24,7 @@ from modelserving.plan import Create, Delete, DeleteMatching, Patch, Plan, Write
 
 log = logging.getLogger("caldera.modelserving")
 T = TypeVar("T")
-POD_CREATE_CONCURRENCY = 16
+WRITE_CONCURRENCY = 16
 
 
 def selector(labels: Mapping[str, str]) -> str:
@@ -50,6 +50,12 @@ class Kube:
     """
 
     api: client.ApiClient
+
+    def __post_init__(self) -> None:
+        # One connection per concurrent write; urllib3 creates host pools lazily with these kwargs.
+        pool = getattr(getattr(self.api, "rest_client", None), "pool_manager", None)
+        if pool is not None:
+            pool.connection_pool_kw["maxsize"] = max(int(pool.connection_pool_kw.get("maxsize") or 1), WRITE_CONCURRENCY)
 
     def request(self, verb: str, path: str, *, body: Any = None, query: Mapping[str, str] | None = None,
                 content_type: str = "application/json", resource: str = "") -> dict[str, Any]:
@@ -139,7 +145,7 @@ def _phase(action: WriteAction) -> int:
         return 0
     if isinstance(action, (Delete, DeleteMatching)):
         return 1
-    if action.kind == "PodGroup":
+    if action.kind in ("PodGroup", "ControllerRevision"):
         return 2
     if action.kind == "Service":
         return 3
@@ -151,27 +157,29 @@ async def _run(fn: Callable[..., T], *args: Any) -> T:
 
 
 async def execute(kube: Kube, cache: Cache, key: Key, plan: Plan) -> int:
-    """Apply the plan's writes (not its status); returns how many succeeded."""
-    namespace = key[0]
-    done = 0
-    ordered = sorted(plan.actions, key=_phase)
-    pods = [a for a in ordered if isinstance(a, Create) and a.kind == "Pod"]
-    others = [a for a in ordered if not (isinstance(a, Create) and a.kind == "Pod")]
-    for action in others:
-        await _apply(kube, cache, key, namespace, action)
-        done += 1
-    semaphore = asyncio.Semaphore(POD_CREATE_CONCURRENCY)
+    """Apply the plan's writes (not its status), phase by phase, each phase concurrently.
 
-    async def create_pod(action: Create) -> None:
+    Phases: ControllerRevisions, deletions, PodGroups, Services, pods; a PodGroup exists before
+    its pods, so Volcano never sees a gang without its group. Returns the writes that succeeded;
+    the first failure is raised after the rest of its phase was tried.
+    """
+    namespace = key[0]
+    semaphore = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    async def one(action: WriteAction) -> None:
         async with semaphore:
             await _apply(kube, cache, key, namespace, action)
 
-    # Pods of one gang are created together; a failure surfaces after the rest are tried.
-    results = await asyncio.gather(*(create_pod(a) for a in pods), return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    done += len(results) - len(errors)
-    if errors:
-        raise errors[0]
+    done = 0
+    for phase in range(5):
+        batch = [a for a in plan.actions if _phase(a) == phase]
+        if not batch:
+            continue
+        results = await asyncio.gather(*(one(a) for a in batch), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        done += len(results) - len(errors)
+        if errors:
+            raise errors[0]
     return done
 
 

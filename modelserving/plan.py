@@ -96,6 +96,7 @@ class _Ctx:
     templates: dict[str, Template]
     plan: Plan
     partition: int = 0
+    group_revisions: dict[int, str] = field(default_factory=dict)
     deleted_groups: set[int] = field(default_factory=set)
     deleted_roles: set[tuple[int, str, int]] = field(default_factory=set)
     # Role replicas this plan creates pods for: never also deleted by a rollout in the same plan.
@@ -152,9 +153,11 @@ def _group_updated(ctx: _Ctx, group: GroupState) -> bool:
 
 
 def _group_revision(ctx: _Ctx, group: GroupState) -> str:
-    if group.revision():
-        return group.revision()
-    return ctx.current_rev if group.ordinal < ctx.partition else ctx.update_rev
+    cached = ctx.group_revisions.get(group.ordinal)
+    if cached is None:
+        cached = group.revision() or (ctx.current_rev if group.ordinal < ctx.partition else ctx.update_rev)
+        ctx.group_revisions[group.ordinal] = cached
+    return cached
 
 
 def _delete_group(ctx: _Ctx, group: GroupState, reason: str) -> None:
