@@ -630,10 +630,14 @@ async def reset_engines(engines: list[dict[str, Any]]) -> None:
                 await asyncio.sleep(0.2)
 
 
+EXTRA_PROFILES: dict[str, Any] = {}
+
+
 def quality_router_config(port: int, engines: list[dict[str, Any]], profile: str) -> dict[str, Any]:
     return {
+        "profiles": EXTRA_PROFILES,
         "port": port, "profile": profile, "accessLog": False, "metricsInterval": 0.1,
-        "tokenizer": "enginesim:whitespace", "kvEvents": profile in ("precise", "default"),
+        "tokenizer": "enginesim:whitespace", "kvEvents": profile not in ("random", "round-robin", "least-request", "prefix"),
         "prefixIndex": {"lruCapacity": 2048},
         "modelServers": [{"metadata": {"name": "llama"}, "spec": {"model": "llama", "inferenceEngine": "vLLM", "workloadPort": {"port": 8000},
                                                                   "workloadSelector": {"matchLabels": {"app": "llama"}}}}],
@@ -724,6 +728,7 @@ def main() -> None:
                     help="enginesim clock speed-up; 1 keeps fidelity on a loaded machine")
     ap.add_argument("--enginesim-rev", help="run the engines from this git revision of enginesim/ "
                     "(a snapshot), not the working tree")
+    ap.add_argument("--profiles", type=Path, help="YAML mapping of extra profiles to compare (by name in --strategies)")
     ap.add_argument("--quick", action="store_true", help="smaller workloads (about a third of the time)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
@@ -732,6 +737,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="caldera-router-bench-"))
     result: dict[str, Any] = {"benchmark": "router", "workdir": str(workdir)}
     started = time.monotonic()
+    if args.profiles:
+        EXTRA_PROFILES.update(yaml.safe_load(args.profiles.read_text()) or {})
     engine_dir = None
     if args.enginesim_rev:
         engine_dir = workdir / "enginesim-snapshot"

@@ -23,9 +23,9 @@ from router.scheduling import SchedulingContext
 
 
 def pod_cost(prompt_tokens: int, cached_fraction: float, endpoint: Endpoint, block_size: int,
-             overlap_weight: float, max_tokens: int = 0) -> float:
+             overlap_weight: float, max_tokens: int = 0, miss_penalty: float = 1.0) -> float:
     uncached = prompt_tokens * (1.0 - cached_fraction)
-    prefill_blocks = (endpoint.inflight_prefill_tokens + uncached) / block_size
+    prefill_blocks = (endpoint.inflight_prefill_tokens + miss_penalty * uncached) / block_size
     router_active = endpoint.inflight_tokens / block_size
     m = endpoint.metrics
     engine_active = m.kv_usage * m.num_gpu_blocks if m.num_gpu_blocks else 0.0
@@ -38,11 +38,14 @@ class CostModelScorer:
     name: str = "cost-model"
     overlap_weight: float = 1.0
     block_size: int = 16
+    # > 1 charges a cache miss for the work it adds to the whole system (the prefix stored again,
+    # other prefixes evicted), not only for this request's wait; 1 is Dynamo's cost.
+    miss_penalty: float = 1.0
 
     def costs(self, ctx: SchedulingContext, endpoints: Sequence[Endpoint]) -> list[float]:
         tokens = ctx.prompt_tokens
         return [pod_cost(tokens, ctx.cached_fraction(e), e, e.metrics.block_size or self.block_size,
-                         self.overlap_weight, ctx.request.max_tokens) for e in endpoints]
+                         self.overlap_weight, ctx.request.max_tokens, self.miss_penalty) for e in endpoints]
 
     slack_blocks: float = 64.0
 
