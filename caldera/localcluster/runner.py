@@ -13,7 +13,8 @@ with this Python's bin directory so `python` is the same interpreter. It starts 
 pod is Running with an IP and no deletion timestamp, and is stopped (SIGTERM, then SIGKILL)
 when the pod stops qualifying or goes away. KWOK starts such pods not Ready; the runner sets
 Ready (and ContainersReady) once every process of the pod accepts TCP connections on its
-container port (no port declared: once started), and back to not Ready if one exits. It also writes the Prometheus targets of
+container port (no port declared: once started), and back to not Ready if one exits. An
+exited process is restarted after a back-off of 1, 2, 4, ... 30 s (restartPolicy Always). It also writes the Prometheus targets of
 annotated pods (see `scrape`). Its output goes to
 `<cluster dir>/logs/pods/<namespace>_<pod>_<container>.log` and its pid to
 `<cluster dir>/run/pods/<pod uid>_<container>.pid` while it runs.
@@ -34,6 +35,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +154,11 @@ def listening(host: str, port: int) -> bool:
 SetReady = Callable[[str, str, bool, list[str]], None]
 
 
+def restart_backoff(restarts: int) -> float:
+    """Seconds before restarting a process that exited for the n-th time: 1, 2, 4, ... 30."""
+    return float(min(30, 2 ** max(0, restarts - 1)))
+
+
 def launches_for(pod: dict[str, Any], python: str = sys.executable) -> list[Launch]:
     """The processes a pod should have right now (none unless it is Running with an IP)."""
     meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
@@ -194,6 +201,8 @@ class Runner:
         self.observed_ready: dict[str, bool] = {}  # pod uid -> Ready condition as last seen
         self.reported_ready: dict[str, bool] = {}  # pod uid -> Ready we last asked for
         self.listening: set[str] = set()  # launch keys whose port accepted a connection
+        self.exited_at: dict[str, float] = {}  # launch key -> when its process exited
+        self.restarts: dict[str, int] = {}  # launch key -> restarts so far
         self.python = python
         self.pid_dir = directory / "run" / "pods"
         self.log_dir = directory / "logs" / "pods"
@@ -238,14 +247,22 @@ class Runner:
         for key, launch in desired.items():
             if key not in self.procs:
                 self._start(launch)
+        now = time.monotonic()
         for key, (launch, proc) in list(self.procs.items()):
             code = proc.poll()
-            if code is not None and not getattr(proc, "_caldera_reported", False):
-                log.warning("process for %s/%s[%s] exited with code %s", launch.namespace, launch.pod,
-                            launch.container, code)
-                proc._caldera_reported = True  # type: ignore[attr-defined]
+            if code is None:
+                continue
+            if key not in self.exited_at:
+                # Like a kubelet with restartPolicy Always: restart after a growing back-off.
+                self.exited_at[key] = now
+                self.restarts[key] = self.restarts.get(key, 0) + 1
+                log.warning("process for %s/%s[%s] exited with code %s; restarting in %.0fs", launch.namespace,
+                            launch.pod, launch.container, code, restart_backoff(self.restarts[key]))
                 (self.pid_dir / f"{key}.pid").unlink(missing_ok=True)
                 self.listening.discard(key)
+            elif now - self.exited_at[key] >= restart_backoff(self.restarts[key]):
+                del self.procs[key], self.exited_at[key]
+                self._start(launch)
         self._report_readiness()
 
     def _launch_ready(self, launch: Launch) -> bool:
@@ -296,6 +313,8 @@ class Runner:
     def _stop(self, key: str, grace: float = 5.0) -> None:
         launch, proc = self.procs.pop(key)
         self.listening.discard(key)
+        self.exited_at.pop(key, None)
+        self.restarts.pop(key, None)
         if proc.poll() is None:
             proc.terminate()
             try:

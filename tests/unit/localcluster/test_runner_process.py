@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from caldera.localcluster import wait
-from caldera.localcluster.runner import Runner
+from caldera.localcluster.runner import Runner, restart_backoff
 
 HOST = "127.1.250.7"
 
@@ -53,3 +53,22 @@ def test_deleted_pod_loses_its_process(tmp_path: Path) -> None:
     runner.observe(pod, deleted=True)
     runner.reconcile()
     assert proc.poll() is not None and runner.procs == {}
+
+
+def test_exited_process_is_restarted(tmp_path: Path) -> None:
+    runner = Runner(tmp_path)
+    pod = _pod(_free_port())
+    pod["spec"]["containers"][0]["command"] = [sys.executable, "-c", "pass"]
+    runner.observe(pod)
+    runner.reconcile()
+    [(_, first)] = runner.procs.values()
+    try:
+        wait.until(lambda: runner.reconcile() or runner.restarts.get("uid-1_c", 0) >= 2, 30, "two restarts")
+        [(_, latest)] = runner.procs.values()
+        assert latest.pid != first.pid
+    finally:
+        runner.stop_all()
+
+
+def test_restart_backoff_doubles_up_to_thirty_seconds() -> None:
+    assert [restart_backoff(n) for n in (1, 2, 3, 6, 7)] == [1.0, 2.0, 4.0, 30.0, 30.0]
