@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from enginesim.blocks import hash_blocks
-from enginesim.testing import SimProcess, free_port, wait_until
+from enginesim.testing import SimProcess, free_port, launch_sim, wait_until
 from enginesim.tokenizer import get_tokenizer
 
 TOK = get_tokenizer("whitespace")
@@ -42,6 +42,11 @@ class Subscriber:
             assert len(seq) == 8
             self.messages.append((topic, int.from_bytes(seq, "big"), msgpack.unpackb(payload, raw=False)))
 
+    def count(self) -> int:
+        """Messages received so far, after draining what is waiting."""
+        self.drain(20)
+        return len(self.messages)
+
     def events(self) -> list[Any]:
         return [event for _, _, batch in self.messages for event in batch[1]]
 
@@ -67,21 +72,32 @@ def connected(sim: SimProcess, sub: Subscriber) -> None:
     wait_until(seen)
 
 
-@pytest.fixture
-def sim_with_events(start_sim: Callable[..., SimProcess]) -> Iterator[Callable[..., tuple[SimProcess, Subscriber]]]:
-    subs: list[Subscriber] = []
+Events = tuple[SimProcess, Subscriber]
 
-    def factory(encoding: str, *extra: str) -> tuple[SimProcess, Subscriber]:
-        pub, replay = free_port(), free_port()
-        sim = start_sim("--kv-events-config", events_config(pub, replay), "--kv-events-encoding", encoding, *extra)
-        sub = Subscriber(pub, replay)
-        subs.append(sub)
+
+def events_sim(tmp_path_factory: pytest.TempPathFactory, encoding: str) -> Iterator[Events]:
+    """One engine per encoding, shared by the module: a small cache (8 blocks) so evictions happen."""
+    pub, replay = free_port(), free_port()
+    sim = launch_sim(tmp_path_factory.mktemp(f"kv-{encoding}"), "--model", "sim-model", "--time-scale", "20",
+                     "--block-size", "16", "--num-gpu-blocks", "8", "--kv-events-encoding", encoding,
+                     "--kv-events-config", events_config(pub, replay))
+    sub = Subscriber(pub, replay)
+    try:
         connected(sim, sub)
-        return sim, sub
-
-    yield factory
-    for sub in subs:
+        yield sim, sub
+    finally:
         sub.close()
+        sim.stop()
+
+
+@pytest.fixture(scope="module")
+def array_events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Events]:
+    yield from events_sim(tmp_path_factory, "array")
+
+
+@pytest.fixture(scope="module")
+def map_events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Events]:
+    yield from events_sim(tmp_path_factory, "map")
 
 
 def find_stored(sub: Subscriber, hashes: list[int], key: Callable[[Any], list[int]]) -> Any:
@@ -96,8 +112,8 @@ def find_stored(sub: Subscriber, hashes: list[int], key: Callable[[Any], list[in
     return found[0]
 
 
-def test_array_encoding_block_stored_matches_router_hashes(sim_with_events: Any) -> None:
-    sim, sub = sim_with_events("array")
+def test_array_encoding_block_stored_matches_router_hashes(array_events: Events) -> None:
+    sim, sub = array_events
     prompt = " ".join(f"arr{i}" for i in range(40))
     complete(sim, prompt)
     ids = TOK.encode(prompt)
@@ -106,8 +122,8 @@ def test_array_encoding_block_stored_matches_router_hashes(sim_with_events: Any)
     assert event == ["BlockStored", expected, None, ids[:32], 16, None, "GPU"]
 
 
-def test_topic_and_batch_layout(sim_with_events: Any) -> None:
-    sim, sub = sim_with_events("array")
+def test_topic_and_batch_layout(array_events: Events) -> None:
+    sim, sub = array_events
     topic, seq, batch = sub.messages[0]
     assert topic == f"kv@127.0.0.1:{sim.port}@sim-model".encode()
     assert isinstance(seq, int)
@@ -115,8 +131,8 @@ def test_topic_and_batch_layout(sim_with_events: Any) -> None:
     assert isinstance(batch[0], float) and isinstance(batch[1], list) and batch[2] == 0
 
 
-def test_map_encoding_block_stored_is_a_tagged_map(sim_with_events: Any) -> None:
-    sim, sub = sim_with_events("map")
+def test_map_encoding_block_stored_is_a_tagged_map(map_events: Events) -> None:
+    sim, sub = map_events
     prompt = " ".join(f"map{i}" for i in range(20))
     complete(sim, prompt)
     ids = TOK.encode(prompt)
@@ -126,8 +142,8 @@ def test_map_encoding_block_stored_is_a_tagged_map(sim_with_events: Any) -> None
                      "token_ids": ids[:16], "block_size": 16, "lora_id": None, "medium": "GPU", "lora_name": None}
 
 
-def test_decode_blocks_are_stored_with_their_parent(sim_with_events: Any) -> None:
-    sim, sub = sim_with_events("array")
+def test_decode_blocks_are_stored_with_their_parent(array_events: Events) -> None:
+    sim, sub = array_events
     prompt = " ".join(f"par{i}" for i in range(16))  # exactly one block; decode fills the second
     complete(sim, prompt, max_tokens=17)
     first = hash_blocks(TOK.encode(prompt), 16)
@@ -139,8 +155,8 @@ def test_decode_blocks_are_stored_with_their_parent(sim_with_events: Any) -> Non
     wait_until(child_seen, timeout=5)
 
 
-def test_eviction_publishes_block_removed(sim_with_events: Any) -> None:
-    sim, sub = sim_with_events("array", "--num-gpu-blocks", "8")
+def test_eviction_publishes_block_removed(array_events: Events) -> None:
+    sim, sub = array_events
     victim = " ".join(f"victim{i}" for i in range(32))
     complete(sim, victim)
     victim_hashes = hash_blocks(TOK.encode(victim), 16)
@@ -155,8 +171,8 @@ def test_eviction_publishes_block_removed(sim_with_events: Any) -> None:
     wait_until(removed, timeout=5)
 
 
-def test_map_encoding_block_removed(sim_with_events: Any) -> None:
-    sim, sub = sim_with_events("map", "--num-gpu-blocks", "8")
+def test_map_encoding_block_removed(map_events: Events) -> None:
+    sim, sub = map_events
     for round_ in range(6):
         complete(sim, " ".join(f"evict{round_}x{i}" for i in range(48)))
 
@@ -167,8 +183,8 @@ def test_map_encoding_block_removed(sim_with_events: Any) -> None:
     wait_until(removed, timeout=5)
 
 
-def test_reset_prefix_cache_publishes_all_blocks_cleared(sim_with_events: Any) -> None:
-    sim, sub = sim_with_events("array")
+def test_reset_prefix_cache_publishes_all_blocks_cleared(array_events: Events) -> None:
+    sim, sub = array_events
     assert httpx.post(sim.url + "/reset_prefix_cache").status_code == 200
 
     def cleared() -> bool:
@@ -199,11 +215,12 @@ def replay(port: int, start: int) -> list[tuple[int, bytes]]:
         ctx.term()
 
 
-def test_replay_resends_missed_batches_from_a_sequence_number(sim_with_events: Any) -> None:
-    sim, early = sim_with_events("array")
+def test_replay_resends_missed_batches_from_a_sequence_number(array_events: Events) -> None:
+    sim, early = array_events
+    before = early.count()
     for i in range(3):
         complete(sim, " ".join(f"gap{i}x{j}" for j in range(20)))
-    wait_until(lambda: (early.drain(20), len(early.messages) >= 4)[1], timeout=5)
+    wait_until(lambda: early.count() >= before + 3, timeout=5)
     # A late subscriber missed everything so far: it asks the replay socket from seq 0.
     replayed = replay(early.replay_port, 0)
     assert [seq for seq, _ in replayed] == list(range(len(replayed)))
@@ -213,11 +230,13 @@ def test_replay_resends_missed_batches_from_a_sequence_number(sim_with_events: A
             assert msgpack.unpackb(payload, raw=False) == live[seq]
 
 
-def test_replay_from_a_later_sequence_skips_earlier_batches(sim_with_events: Any) -> None:
-    sim, sub = sim_with_events("map")
+def test_replay_from_a_later_sequence_skips_earlier_batches(map_events: Events) -> None:
+    sim, sub = map_events
+    before = sub.count()
     for i in range(3):
         complete(sim, " ".join(f"later{i}x{j}" for j in range(20)))
-    wait_until(lambda: (sub.drain(20), len(sub.messages) >= 3)[1], timeout=5)
+    wait_until(lambda: sub.count() >= before + 3, timeout=5)
     last_seq = max(seq for _, seq, _ in sub.messages)
-    replayed = replay(sub.replay_port, last_seq)
-    assert [seq for seq, _ in replayed] == [last_seq]
+    replayed = [seq for seq, _ in replay(sub.replay_port, last_seq)]
+    assert replayed[0] == last_seq
+    assert replayed == list(range(last_seq, last_seq + len(replayed)))
