@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,10 @@ def test_unknown_topology_name_lists_known_ones() -> None:
 def test_pod_cidrs_come_from_the_given_network() -> None:
     nodes, _ = topology.render(topology.load("small"), ipaddress.IPv4Network("127.7.0.0/16"))
     assert nodes[3]["spec"]["podCIDR"] == "127.7.3.0/24"
+
+
+def test_topology_loads_from_a_file_path(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: tiny\ntiers: [{tierName: leaf, count: 1}]\nnodesPerLeaf: 2\n")
+    nodes, hypernodes = topology.render(topology.load(path))
+    assert (len(nodes), [h["metadata"]["name"] for h in hypernodes]) == (2, ["leaf-0"])
