@@ -49,7 +49,7 @@ from autoscaler.optimizer import OptimizerConfig, Placeable, Variant, optimize
 from autoscaler.placeable import free_gpus_by_type, gpu_type_of, gpus_per_pod
 from autoscaler.roles import RatioConstraint, enforce_ratio
 from autoscaler.sources.pod_scrape import PodMetric, PodScraper, PodTarget, ScrapeConfig
-from autoscaler.sources.prometheus import PrometheusSource, PromMetric, auth_from_secret
+from autoscaler.sources.prometheus import PrometheusSource, PromMetric, auth_from_dir, auth_from_secret
 
 log = logging.getLogger("caldera.autoscaler")
 
@@ -167,6 +167,8 @@ async def collect(mem: Memory, namespace: str, scope: str, plans: list[P.MetricP
             if secret:
                 obj = await asyncio.to_thread(kube.secret, namespace, secret)
                 auth = auth_from_secret(obj.get("data"))
+            elif os.environ.get("CALDERA_PROMETHEUS_AUTH_DIR"):
+                auth = auth_from_dir(os.environ["CALDERA_PROMETHEUS_AUTH_DIR"])
             mem.prometheus = PrometheusSource(auth)
         for sample in await mem.prometheus.collect(proms):
             out[sample.name] = sample

@@ -2,8 +2,9 @@
 
 The query must return a scalar or a vector with exactly one sample (as in Kthena); the
 sample's own timestamp is the observation time, so a stale series is seen as stale.
-Authentication is a bearer token or basic auth read from a Secret (keys `token`, or
-`username` and `password`). Any error gives a missing value, which never scales down.
+Authentication is a bearer token or basic auth from a Secret (keys `token`, or `username`
+and `password`): named per policy (read through the API), or mounted into the controller
+as a volume whose directory `CALDERA_PROMETHEUS_AUTH_DIR` names (no Secret read rights needed). Any error gives a missing value, which never scales down.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import asyncio
 import base64
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
@@ -46,6 +49,17 @@ def auth_from_secret(data: Mapping[str, str] | None) -> PrometheusAuth:
     if "username" in decoded:
         return PrometheusAuth(username=decoded["username"], password=decoded.get("password", ""))
     raise ValueError(f"prometheus auth secret: expected key 'token' or 'username'/'password', got {sorted(decoded)}")
+
+
+def auth_from_dir(path: str | os.PathLike[str]) -> PrometheusAuth:
+    """Credentials from a mounted Secret volume: a `token` file, or `username`/`password`."""
+    d = Path(path)
+    if (d / "token").is_file():
+        return PrometheusAuth(token=(d / "token").read_text().strip())
+    if (d / "username").is_file():
+        password = (d / "password").read_text().strip() if (d / "password").is_file() else ""
+        return PrometheusAuth(username=(d / "username").read_text().strip(), password=password)
+    raise ValueError(f"prometheus auth directory {d}: expected a file 'token' or 'username'/'password'")
 
 
 @dataclass(frozen=True)

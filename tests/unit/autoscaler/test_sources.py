@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from autoscaler.sources import series
 from autoscaler.sources.pod_scrape import History, PodMetric, PodScraper, PodTarget, ScrapeConfig, evaluate
-from autoscaler.sources.prometheus import auth_from_secret, single_value
+from autoscaler.sources.prometheus import auth_from_dir, auth_from_secret, single_value
 
 
 def text(waiting: float, success: float, ttft_fast: float, ttft_all: float) -> str:
@@ -176,3 +177,13 @@ def test_basic_auth_from_a_secret() -> None:
 def test_secret_without_known_keys_is_rejected_naming_them() -> None:
     with pytest.raises(ValueError, match="'token' or 'username'"):
         auth_from_secret({"x": base64.b64encode(b"1").decode()})
+
+
+def test_token_from_a_mounted_secret_directory(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("xyz\n")
+    assert auth_from_dir(tmp_path).headers() == {"Authorization": "Bearer xyz"}
+
+
+def test_empty_auth_directory_is_rejected_naming_the_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'token' or 'username'/'password'"):
+        auth_from_dir(tmp_path)
