@@ -370,7 +370,17 @@ def _explained_failures() -> Iterator[None]:
 
 
 def run_up(topology: str, detach: bool, directory: Path) -> float:
-    """Bring everything up; return seconds to the first completion."""
+    """Bring everything up; return seconds to the first completion. Ctrl-C at any point tears down."""
+    try:
+        return _run_up(topology, detach, directory)
+    except KeyboardInterrupt:
+        step("Ctrl-C: tearing everything down")
+        stop_everything(directory)
+        console.print("stopped.")
+        return 0.0
+
+
+def _run_up(topology: str, detach: bool, directory: Path) -> float:
     started = time.monotonic()
     cluster = Cluster(directory)
     with _explained_failures():
@@ -393,12 +403,7 @@ def run_up(topology: str, detach: bool, directory: Path) -> float:
         stop = "make down" if directory == DEFAULT_DIR.resolve() else f"caldera down --dir {directory}"
         console.print(f"Detached: everything keeps running; `{stop}` stops it.")
         return elapsed
-    try:
-        live_status(cluster, ports)
-    except KeyboardInterrupt:
-        step("Ctrl-C: tearing everything down")
-        stop_everything(directory)
-        console.print("stopped.")
+    live_status(cluster, ports)  # until Ctrl-C (KeyboardInterrupt), handled by run_up
     return elapsed
 
 
