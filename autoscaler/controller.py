@@ -48,6 +48,7 @@ from autoscaler.kube import Kube
 from autoscaler.optimizer import OptimizerConfig, Placeable, Variant, optimize
 from autoscaler.placeable import free_gpus_by_type, gpu_type_of, gpus_per_pod
 from autoscaler.roles import RatioConstraint, enforce_ratio
+from autoscaler.sla import SlaMode, SlaPlan, SlaPlanner, observation_from_rates
 from autoscaler.sources.pod_scrape import PodMetric, PodScraper, PodTarget, ScrapeConfig
 from autoscaler.sources.prometheus import PrometheusSource, PromMetric, auth_from_dir, auth_from_secret
 
@@ -85,6 +86,7 @@ class Memory:
     prometheus: PrometheusSource | None = None
     demand: DemandEstimator | None = None
     capacity: dict[str, CapacityEstimate] = field(default_factory=dict)
+    sla: SlaPlanner | None = None
 
 
 @dataclass
@@ -389,6 +391,47 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
     return Outcome({"heterogeneousStatus": rows}, summary, events)
 
 
+# -- SLA mode (Dynamo-style planner) -----------------------------------------------------------------
+def _counter(name: str, metric: str) -> PodMetric:
+    return PodMetric(name, 1.0, metric=metric, kind="counter")
+
+
+async def _role_rates(mem: Memory, namespace: str, name: str, role: str, port: int,
+                      metrics: list[PodMetric]) -> dict[str, float | None]:
+    key = ("sla", name, role, port)
+    scraper = mem.scrapers.get(key)
+    if scraper is None:
+        scraper = mem.scrapers[key] = PodScraper(ScrapeConfig(port=port))
+    pods = await asyncio.to_thread(_kube().pods, namespace, {NAME_LABEL: name, ROLE_LABEL: role})
+    return {s.name: s.value for s in await scraper.collect(pod_targets(pods), metrics)}
+
+
+def _mean(rates: dict[str, float | None], total: str, count: str) -> float | None:
+    t, c = rates.get(total), rates.get(count)
+    return t / c if t is not None and c else None
+
+
+async def sla_plan(mem: Memory, namespace: str, name: str, mode: SlaMode, current_decode: int,
+                   port: int) -> SlaPlan | None:
+    """Observe one interval from the engines' own counters, then plan (None before any traffic)."""
+    if mem.sla is None:
+        mem.sla = SlaPlanner(mode.prefill, mode.decode, mode.targets, mode.predictor)
+    p = await _role_rates(mem, namespace, name, mode.prefill_role, port, [
+        _counter("requests", "vllm:request_success_total"), _counter("prompt", "vllm:prompt_tokens_total"),
+        _counter("ttft_sum", "vllm:time_to_first_token_seconds_sum"),
+        _counter("ttft_count", "vllm:time_to_first_token_seconds_count")])
+    d = await _role_rates(mem, namespace, name, mode.decode_role, port, [
+        _counter("requests", "vllm:request_success_total"), _counter("generation", "vllm:generation_tokens_total"),
+        _counter("itl_sum", "vllm:inter_token_latency_seconds_sum"),
+        _counter("itl_count", "vllm:inter_token_latency_seconds_count")])
+    obs = observation_from_rates(mode.targets.interval_s, d.get("requests") or p.get("requests"), p.get("prompt"),
+                                 d.get("generation"), _mean(p, "ttft_sum", "ttft_count"),
+                                 _mean(d, "itl_sum", "itl_count"))
+    if obs is not None:
+        mem.sla.observe(obs, current_decode)
+    return mem.sla.plan()
+
+
 # -- disaggregated (v1 roles) ---------------------------------------------------------------------
 async def scale_disaggregated(mem: Memory, namespace: str, owner: str, spec: AutoscalingPolicySpec,
                               target: DisaggregatedTarget, annotations: Mapping[str, str]) -> Outcome:
@@ -398,13 +441,30 @@ async def scale_disaggregated(mem: Memory, namespace: str, owner: str, spec: Aut
     await _refuse_if_external(namespace, owner, kind, name)
     decisions: dict[str, Decision] = {}
     configs: dict[str, KpaConfig] = {}
-    indexes: dict[str, tuple[int, int]] = {}
+    indexes: dict[str, tuple[int, int]] = {role: _role_index(obj, role) for role in target.roles}
+    mode = P.sla_mode(annotations)
+    planned: dict[str, int] = {}
+    sla_reason = ""
+    if mode is not None:
+        for role in (mode.prefill_role, mode.decode_role):
+            if role not in target.roles:
+                raise ValueError(f"annotation {P.PREFIX}sla names role {role!r}, which the target does not scale")
+        plan = await sla_plan(mem, namespace, name, mode, indexes[mode.decode_role][1], P.sla_port(annotations))
+        if plan is None:
+            sla_reason = "sla: no traffic observed yet; holding"
+            planned = {r: indexes[r][1] for r in (mode.prefill_role, mode.decode_role)}
+        else:
+            sla_reason = f"sla: {plan.reason}"
+            planned = {mode.prefill_role: plan.prefill, mode.decode_role: plan.decode}
     for role, param in target.roles.items():
-        indexes[role] = _role_index(obj, role)
         configs[role] = P.kpa_config(spec, param.min_replicas, param.max_replicas, annotations)
         current = indexes[role][1]
         if param.fixed:
             decisions[role] = Decision(param.min_replicas, current, "Stable", "fixed role", {})
+            continue
+        if role in planned:
+            want = min(max(planned[role], configs[role].floor), configs[role].max_replicas)
+            decisions[role] = Decision(want, current, "Stable", sla_reason, {})
             continue
         labels = {NAME_LABEL: name, ROLE_LABEL: role}
         if not P.scrape_all_pods(annotations):

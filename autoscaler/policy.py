@@ -19,6 +19,7 @@ annotations on the AutoscalingPolicy (or the binding, which wins), all under
 ``scrape-pods``                        ``entry`` (default, as Kthena) or ``all``
 ``quantile``                           histogram quantile for pod metrics (0.95)
 ``prometheus-auth-secret``             Secret with ``token`` or ``username``/``password``
+``sla`` / ``sla-port``                 SLA mode of a disaggregated target (JSON, see ``sla.py``)
 =====================================  ========================================================
 
 On a variant's ModelServing: ``capacity`` (demand units one replica carries, default 1)
@@ -27,6 +28,7 @@ and ``gpu-type`` (else the pods' ``nvidia.com/gpu.product`` node selector).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -41,6 +43,7 @@ from autoscaler.api import (
     effective_behavior,
 )
 from autoscaler.kpa import KpaConfig, PanicRule, RateRule
+from autoscaler.sla import SlaMode, sla_mode_from_json
 
 PREFIX = "autoscaling.caldera.dev/"
 
@@ -210,3 +213,21 @@ def parse_ratio(value: object) -> float:
     from caldera.k8s.quantity import parse_quantity
 
     return float(parse_quantity(value))  # type: ignore[arg-type]
+
+
+def sla_mode(annotations: Mapping[str, str]) -> SlaMode | None:
+    """The SLA mode of a disaggregated target, from the annotation `sla` (JSON), if set."""
+    raw = annotation(annotations, "sla")
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"annotation {PREFIX}sla: not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"annotation {PREFIX}sla: want a JSON object")
+    return sla_mode_from_json(data)
+
+
+def sla_port(annotations: Mapping[str, str]) -> int:
+    return int(_float(annotations, "sla-port", 8000))

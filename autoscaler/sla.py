@@ -15,9 +15,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -283,3 +283,54 @@ class SlaPlanner:
                 num_d = max(t.min_endpoint, (t.max_gpu_budget - num_p * t.gpus_per_prefill) // t.gpus_per_decode)
                 reason += f"; scaled to the GPU budget {t.max_gpu_budget}"
         return SlaPlan(num_p, num_d, self.p_correction, self.d_correction, (n, isl, osl), reason)
+
+
+@dataclass(frozen=True)
+class SlaMode:
+    """The SLA mode of a disaggregated target (annotation `autoscaling.caldera.dev/sla`, JSON):
+    targets, the two roles, the predictor and the engine profiles."""
+
+    targets: SlaTargets
+    prefill: PrefillProfile
+    decode: DecodeProfile
+    prefill_role: str = "prefill"
+    decode_role: str = "decode"
+    predictor: PredictorName = "kalman"
+
+
+def sla_mode_from_json(raw: Mapping[str, Any]) -> SlaMode:
+    """Parse the annotation's JSON; errors name the field."""
+    try:
+        p, d = raw["profile"]["prefill"], raw["profile"]["decode"]
+        prefill = PrefillProfile(isl=p["isl"], ttft_ms=p["ttftMs"], thpt_per_gpu=p["thptPerGpu"])
+        decode = DecodeProfile(kv_usage=d["kvUsage"], context=d["context"], itl_ms=d["itlMs"],
+                               thpt_per_gpu=d["thptPerGpu"], max_kv_tokens=d["maxKvTokens"])
+    except KeyError as exc:
+        raise ValueError(f"sla: missing field {exc.args[0]!r} (profile.prefill: isl, ttftMs, thptPerGpu; "
+                         "profile.decode: kvUsage, context, itlMs, thptPerGpu, maxKvTokens)") from exc
+    targets = SlaTargets(
+        ttft_ms=float(raw.get("ttftMs", 500)), itl_ms=float(raw.get("itlMs", 50)),
+        interval_s=float(raw.get("intervalSeconds", 60)),
+        gpus_per_prefill=int(raw.get("gpusPerPrefill", 1)), gpus_per_decode=int(raw.get("gpusPerDecode", 1)),
+        min_endpoint=int(raw.get("minEndpoint", 1)),
+        max_gpu_budget=int(raw["maxGpuBudget"]) if raw.get("maxGpuBudget") is not None else None)
+    predictor = raw.get("predictor", "kalman")
+    if predictor not in ("constant", "moving_average", "kalman"):
+        raise ValueError(f"sla.predictor must be constant, moving_average or kalman; got {predictor!r}")
+    return SlaMode(targets, prefill, decode, str(raw.get("prefillRole", "prefill")),
+                   str(raw.get("decodeRole", "decode")), predictor)
+
+
+def observation_from_rates(interval_s: float, requests_per_s: float | None, prompt_tokens_per_s: float | None,
+                           generation_tokens_per_s: float | None, ttft_s: float | None,
+                           itl_s: float | None) -> Observation | None:
+    """One interval's observation from engine counters read as rates (and mean latencies).
+    None while there is no traffic to learn from."""
+    if not requests_per_s or requests_per_s <= 0:
+        return None
+    isl = (prompt_tokens_per_s or 0.0) / requests_per_s
+    osl = (generation_tokens_per_s or 0.0) / requests_per_s
+    duration = (ttft_s or 0.0) + osl * (itl_s or 0.0)
+    return Observation(num_requests=requests_per_s * interval_s, isl=isl, osl=osl,
+                       ttft_ms=ttft_s * 1000 if ttft_s else None, itl_ms=itl_s * 1000 if itl_s else None,
+                       request_duration_s=duration or None)

@@ -16,6 +16,8 @@ from autoscaler.sla import (
     SlaPlanner,
     SlaTargets,
     make_predictor,
+    observation_from_rates,
+    sla_mode_from_json,
 )
 
 PREFILL = PrefillProfile(isl=[128, 1024, 4096], ttft_ms=[20, 100, 400], thpt_per_gpu=[8000, 10000, 10000])
@@ -119,3 +121,33 @@ def test_gpu_budget_shrinks_both_roles() -> None:
     plan = sla.plan()
     assert plan is not None
     assert plan.prefill + plan.decode == 4
+
+
+SLA_JSON = {
+    "ttftMs": 300, "itlMs": 30, "predictor": "constant",
+    "profile": {"prefill": {"isl": [128, 4096], "ttftMs": [20, 400], "thptPerGpu": [8000, 10000]},
+                "decode": {"kvUsage": [0.1, 1.0], "context": [512, 4096], "itlMs": [[10, 60], [15, 80]],
+                           "thptPerGpu": [[500, 3000], [300, 1800]], "maxKvTokens": 100000}},
+}
+
+
+def test_sla_mode_parses_targets_roles_and_profiles() -> None:
+    mode = sla_mode_from_json(SLA_JSON)
+    assert (mode.targets.ttft_ms, mode.targets.itl_ms, mode.predictor) == (300, 30, "constant")
+    assert (mode.prefill_role, mode.decode_role) == ("prefill", "decode")
+
+
+def test_sla_mode_without_a_profile_names_the_missing_field() -> None:
+    with pytest.raises(ValueError, match="missing field 'profile'"):
+        sla_mode_from_json({"ttftMs": 300})
+
+
+def test_observation_from_engine_rates() -> None:
+    obs = observation_from_rates(60, requests_per_s=10, prompt_tokens_per_s=10240, generation_tokens_per_s=1280,
+                                 ttft_s=0.1, itl_s=0.02)
+    assert obs is not None
+    assert (obs.num_requests, obs.isl, obs.osl, obs.ttft_ms, obs.itl_ms) == (600, 1024, 128, 100, 20)
+
+
+def test_no_traffic_gives_no_observation() -> None:
+    assert observation_from_rates(60, 0, 0, 0, None, None) is None
