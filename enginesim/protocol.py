@@ -150,6 +150,8 @@ def parse_completion(body: Mapping[str, Any], tokenizer: Tokenizer) -> Generatio
         raise ApiError(400, "'prompt': the simulator accepts one prompt per request", "prompt")
     else:
         raise ApiError(400, "'prompt': expected a string or a non-empty list of token ids", "prompt")
+    if not ids:
+        raise ApiError(400, "'prompt': the prompt is empty (no tokens)", "prompt")
     req = GenerationRequest("completion", model, ids, text, _max_tokens(body, "max_tokens"))
     req.echo = bool(_check(body, "echo", (bool,), "a boolean"))
     _parse_common(body, req)
@@ -201,6 +203,8 @@ def parse_sglang_generate(body: Mapping[str, Any], tokenizer: Tokenizer) -> Gene
         ids, text = list(input_ids), None
     else:
         raise ApiError(400, "'text' or 'input_ids': one of them is required (a string or a list of token ids)", "text")
+    if not ids:
+        raise ApiError(400, "'text': the prompt is empty (no tokens)", "text")
     params = _check(body, "sampling_params", (dict,), "an object") or {}
     max_new = _check(params, "max_new_tokens", (int,), "an integer")
     if max_new is not None and max_new < 1:

@@ -42,6 +42,12 @@ def test_missing_prompt_names_the_field(sim: SimProcess) -> None:
     assert error_of(resp)["param"] == "prompt"
 
 
+def test_empty_prompt_is_400(sim: SimProcess) -> None:
+    resp = post(sim, "/v1/completions", {"model": "sim-model", "prompt": "   "})
+    assert resp.status_code == 400
+    assert error_of(resp)["param"] == "prompt"
+
+
 def test_missing_messages_names_the_field(sim: SimProcess) -> None:
     resp = post(sim, "/v1/chat/completions", {"model": "sim-model"})
     assert resp.status_code == 400
