@@ -258,15 +258,16 @@ class SimServer:
 
     async def tokenize(self, request: web.Request) -> web.Response:
         body = parse_json_body(await request.read())
+        model = body.get("model")
+        self.resolve_model(model if isinstance(model, str) else None)
         if "messages" in body:
-            g = parse_chat(body, self.tokenizer)
-        elif "prompt" in body:
-            g = parse_completion({**body, "prompt": body["prompt"]}, self.tokenizer)
+            ids = parse_chat(body, self.tokenizer).prompt_ids
+        elif isinstance(body.get("prompt"), str):
+            ids = self.tokenizer.encode(body["prompt"])
         else:
-            raise ApiError(400, "'prompt' or 'messages': one of them is required", "prompt")
-        self.resolve_model(g.model)
-        return _json({"count": len(g.prompt_ids), "max_model_len": self.config.profile.max_model_len,
-                      "tokens": g.prompt_ids, "token_strs": None})
+            raise ApiError(400, "'prompt' (a string) or 'messages': one of them is required", "prompt")
+        return _json({"count": len(ids), "max_model_len": self.config.profile.max_model_len,
+                      "tokens": ids, "token_strs": None})
 
     async def detokenize(self, request: web.Request) -> web.Response:
         body = parse_json_body(await request.read())
