@@ -14,6 +14,7 @@ the same time, which would change the free GPUs between the prediction and the b
 from __future__ import annotations
 
 import importlib.util
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"caldera_benchmark_{name}", BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
