@@ -111,13 +111,14 @@ def _p(type_: str, weight: float = 1.0, **params: Any) -> PluginRef:
     return PluginRef(type=type_, weight=weight, params=params)
 
 
-# The default (see docs/router.md): Dynamo's cost - queued uncached prefill plus the KV each
-# pod would hold, from the router's own fresh accounting and the engines' reports - with
-# prefix affinity from KV events (covered by routing history) as the tie-breaker.
+# The default (see docs/router.md): llm-d's weighting of prefix affinity against engine load,
+# with our speculative precise index, plus the router's own in-flight count against herding
+# between scrapes.
 BUILTIN_PROFILES: dict[str, ProfileConfig] = {
     "default": ProfileConfig(
         filters=[_p("healthy")],
-        scorers=[_p("cost-model", 3, overlap_weight=1.0), _p("kv-events", 1), _p("lora-affinity", 1)],
+        scorers=[_p("kv-events", 3), _p("queue", 2), _p("kv-usage", 2), _p("inflight", 1, by="requests"),
+                 _p("lora-affinity", 1)],
         picker=_p("max-score")),
     "random": ProfileConfig(picker=_p("random")),
     "round-robin": ProfileConfig(picker=_p("round-robin")),
