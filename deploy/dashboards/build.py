@@ -122,6 +122,24 @@ ROWS: list[Row] = [
 ]
 
 ROWS += [
+    Row("Placement: plans and gaps", [
+        Panel("Gangs placed and unplaceable", {
+            "{{outcome}}": f"sum by (outcome) (increase(caldera_placement_gangs_total[{RATE}]))",
+        }, description="Unplaceable gangs are the gaps: they wait behind the caldera.dev/placement gate (reasons in Events)."),
+        Panel("Pods waiting behind the placement gate", {
+            "gated": "sum(caldera_placement_gated_pods)",
+        }),
+        Panel("Placement rounds by plan status", {
+            "{{status}}": f"sum by (status) (increase(caldera_placement_plans_total[{RATE}]))",
+        }),
+        Panel("Solve time", {
+            "p50": f"histogram_quantile(0.5, sum by (le) (rate(caldera_placement_solve_seconds_bucket[{RATE}])))",
+            "p99": f"histogram_quantile(0.99, sum by (le) (rate(caldera_placement_solve_seconds_bucket[{RATE}])))",
+        }, unit="s", description="CP-SAT (warm-started by the greedy packing) per round."),
+        Panel("Re-plans by cause", {
+            "{{cause}}": f"sum by (cause) (increase(caldera_placement_replans_total[{RATE}]))",
+        }, description="Planned pods deleted so their gang can be planned again (e.g. a node went away)."),
+    ]),
     Row("Autoscaler", [
         Panel("Desired replicas by target", {
             "{{namespace}}/{{target}}": "max by (namespace, target) (caldera_autoscaler_desired_replicas)",

@@ -72,7 +72,7 @@ def test_every_dashboard_query_names_a_metric(
     assert not empty
 
 
-@pytest.mark.parametrize("section", ["Router", "Engines", "Autoscaler", "Controller"])
+@pytest.mark.parametrize("section", ["Router", "Engines", "Placement", "Autoscaler", "Controller"])
 def test_dashboard_has_a_row_for(section: str) -> None:
     rows = [p["title"] for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] == "row"]
     assert any(row.startswith(section) for row in rows), rows
