@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# On a fresh machine `up` first builds the cluster binaries from their Go modules (tens of minutes).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def listening_ports() -> set[int]:
@@ -62,7 +63,7 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
     directory = tmp_path_factory.mktemp("caldera-up")
     caldera = [sys.executable, "-m", "caldera.cli"]
     up = subprocess.run([*caldera, "up", "--detach", "--dir", str(directory)], capture_output=True, text=True,
-                        check=False, timeout=1500)
+                        check=False, timeout=3300)
     ports = allocated_ports(directory)
     down = subprocess.run([*caldera, "down", "--dir", str(directory)], capture_output=True, text=True, check=False,
                           timeout=300)
