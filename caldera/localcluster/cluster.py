@@ -333,7 +333,7 @@ class Cluster:
             self._start(name, specs[name], progress)
         nodes, hypernodes = topology.render(spec, pod_network)
         client.create_nodes(nodes)
-        client.apply_objects(hypernodes)
+        client.apply_hypernodes(hypernodes)
         progress(f"topology {spec.name}: {len(nodes)} nodes, {len(hypernodes)} HyperNodes")
         _wait(f"{len(nodes)} nodes Ready", lambda: client.ready_nodes() >= len(nodes), 120, self.layout, "kwok")
         _wait("queue `default` Open", lambda: client.queue_state("default") == "Open", 120, self.layout,
