@@ -73,10 +73,10 @@ def controller_run(local_cluster: LocalCluster, rbac_release: Release, work_dir:
     recorder = ApiRecorder(local_cluster.server, cluster_ca(local_cluster)).start()
     ns = rbac_release.namespace
     kubeconfig = rbac_release.kubeconfig("controller", f"http://127.0.0.1:{recorder.port}", work_dir)
-    metrics = free_port()
+    metrics, webhook = free_port(), free_port()
     component: Component = run_component([
         "controller", f"--namespace={ns}", f"--peering={rbac_release.name}-caldera",
-        f"--metrics-port={metrics}", f"--health-port={free_port()}", f"--webhook-port={free_port()}",
+        f"--metrics-port={metrics}", f"--health-port={free_port()}", f"--webhook-port={webhook}",
         f"--tls-dir={work_dir / 'webhook-tls'}"], work_dir / "controller.log", kubeconfig)
     api = local_cluster.api_client()
     custom = client.CustomObjectsApi(api)
@@ -127,8 +127,23 @@ def controller_run(local_cluster: LocalCluster, rbac_release: Release, work_dir:
     finally:
         component.stop()
         recorder.stop()
+        remove_stale_webhooks(api, webhook)
         api.close()
     yield Run(list(recorder.records), component.text(), reached, failure)
+
+
+def remove_stale_webhooks(api: client.ApiClient, port: int) -> None:
+    """Drop webhook configurations still pointing at our (stopped) controller, so a controller
+    that could not clean up never leaves the cluster rejecting ModelServings."""
+    admission = client.AdmissionregistrationV1Api(api)
+    pairs: list[tuple[Any, Any]] = [
+        (admission.list_validating_webhook_configuration, admission.delete_validating_webhook_configuration),
+        (admission.list_mutating_webhook_configuration, admission.delete_mutating_webhook_configuration)]
+    for lister, deleter in pairs:
+        for config in lister().items:
+            urls = [hook.client_config.url or "" for hook in config.webhooks or []]
+            if any(f":{port}/" in url for url in urls):
+                deleter(config.metadata.name)
 
 
 def forbidden(run: Run) -> list[str]:
