@@ -314,7 +314,8 @@ class Router:
         return await failover.serve(  # retries, then migration of streams broken mid-way
             decision.ordered, body, attempt, policy_for(server, res.retries, None), relay, parsed,
             rd.upstream_model, res.migration_limit, self.guard.metrics, server.key,
-            lambda e: (e.pod, e.reason, e.status) if isinstance(e, UpstreamError) else None)
+            lambda e: (e.pod, e.reason, e.status) if isinstance(e, UpstreamError) else None,
+            lambda ep, text: failover.engine_tokenize(self._client(), ep, rd.upstream_model, text))
 
     async def _ensure_lora(self, ep: Endpoint, lora: str) -> None:
         """Load the adapter on the pod when it does not have it (vLLM dynamic LoRA loading)."""
@@ -403,6 +404,10 @@ class Router:
                 upstream.release()
         finally:
             ep.end(tokens)
+
+    def _client(self) -> aiohttp.ClientSession:
+        assert self.session is not None
+        return self.session
 
     def _reply_headers(self, ep: Endpoint) -> dict[str, str]:
         return {"x-caldera-pod": ep.name, "x-caldera-server": ep.server}

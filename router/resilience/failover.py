@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
+
 from router.endpoints import Endpoint
 from router.request import ParsedRequest
 from router.resilience import migration
@@ -42,8 +44,12 @@ Attempt = Callable[[Endpoint, bytes, "migration.StreamRelay | None"], Awaitable[
 async def serve(ordered: Sequence[Endpoint], body: bytes, attempt: Attempt, policy: RetryPolicy,
                 relay: migration.StreamRelay | None, parsed: ParsedRequest, model: str, migration_limit: int,
                 metrics: ResilienceMetrics, server: str,
-                classify: Callable[[BaseException], tuple[str, str, int] | None]) -> Any:
-    """Run `attempt` on candidates in order; `classify` maps an exception to (pod, reason, status)."""
+                classify: Callable[[BaseException], tuple[str, str, int] | None],
+                tokenize: Callable[[Endpoint, str], Awaitable[list[int]]] | None = None) -> Any:
+    """Run `attempt` on candidates in order; `classify` maps an exception to (pod, reason, status).
+
+    `tokenize(pod, text)` gives a pod's token ids for text (for resuming token-id prompts).
+    """
     failed: set[str] = set()
     tries = 0
     migrations = 0
@@ -68,9 +74,17 @@ async def serve(ordered: Sequence[Endpoint], body: bytes, attempt: Attempt, poli
                 why = "no other pod to migrate to"
             if why is None:
                 try:
-                    body = migration.resume_body(parsed, model, relay)
+                    ids = None
+                    if migration.token_prompt(parsed):
+                        if not relay.text:
+                            ids = []
+                        elif tokenize is not None:
+                            ids = await tokenize(rest[0], relay.text)
+                    body = migration.resume_body(parsed, model, relay, ids)
                 except migration.NotMigratable as nm:
                     why = str(nm)
+                except Exception as te:  # the target could not tokenize: treat it as failed too
+                    why = f"tokenizing the generated text on {rest[0].name} failed: {te!r}"
             if why is not None:
                 metrics.migrations.labels(server, "failed").inc()
                 log.warning("stream cannot be migrated", extra={"pod": exc.pod, "reason": why})
@@ -112,6 +126,19 @@ async def serve(ordered: Sequence[Endpoint], body: bytes, attempt: Attempt, poli
     if last is not None:
         raise last
     raise NoCandidate(f"{server}: no candidate endpoint")
+
+
+async def engine_tokenize(session: aiohttp.ClientSession, ep: Endpoint, model: str, text: str) -> list[int]:
+    """The pod's token ids for `text` (vLLM's and SGLang-compatible `POST /tokenize`)."""
+    async with session.post(f"{ep.url}/tokenize", json={"model": model, "prompt": text, "add_special_tokens": False},
+                            timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}")
+        data = await resp.json(content_type=None)
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+        raise RuntimeError("no token ids in the /tokenize answer")
+    return tokens
 
 
 async def finish_broken(relay: migration.StreamRelay, message: str) -> Any:

@@ -139,6 +139,13 @@ def _role_only(choice: Any) -> bool:
     return not delta.get("content") and not choice.get("finish_reason") and "role" in delta
 
 
+def token_prompt(req: ParsedRequest) -> bool:
+    """A completion whose prompt is one list of token ids (resumed with the generated text's ids)."""
+    prompt = req.body.get("prompt")
+    return not req.is_chat and isinstance(prompt, list) and bool(prompt) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in prompt)
+
+
 def migratable(req: ParsedRequest) -> str | None:
     """None when a stream of this request can be resumed elsewhere, else the reason it cannot."""
     body = req.body
@@ -146,19 +153,25 @@ def migratable(req: ParsedRequest) -> str | None:
         return "n > 1"
     if body.get("echo"):
         return "echo"
-    if req.is_chat:
+    if req.is_chat or token_prompt(req):
         return None
     prompt = body.get("prompt")
     if isinstance(prompt, str) or (isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str)):
         return None
-    return "only single text prompts can be resumed"
+    return "only a single text or token-id prompt can be resumed"
 
 
-def resume_body(req: ParsedRequest, model: str, relay: StreamRelay) -> bytes:
-    """The request that continues `relay`'s stream on another pod."""
+def resume_body(req: ParsedRequest, model: str, relay: StreamRelay,
+                generated_ids: list[int] | None = None) -> bytes:
+    """The request that continues `relay`'s stream on another pod.
+
+    Token-id prompts need `generated_ids`, the generated text tokenized by the target engine.
+    """
     reason = migratable(req)
     if reason is not None:
         raise NotMigratable(reason)
+    if token_prompt(req) and generated_ids is None:
+        raise NotMigratable("a token-id prompt needs the generated text's token ids")
     text = relay.text
     extra: dict[str, Any] = {}
     for name in ("max_tokens", "max_completion_tokens"):
@@ -176,6 +189,8 @@ def resume_body(req: ParsedRequest, model: str, relay: StreamRelay) -> bytes:
         else:
             messages.append({"role": "assistant", "content": text})
         extra.update(messages=messages, continue_final_message=True, add_generation_prompt=False)
+    elif generated_ids is not None:
+        extra["prompt"] = [*req.body["prompt"], *generated_ids]
     else:
         prompt = req.body["prompt"]
         extra["prompt"] = (prompt if isinstance(prompt, str) else prompt[0]) + text

@@ -85,6 +85,17 @@ async def test_chat_stream_broken_mid_way_continues_with_the_unbroken_tokens(eng
 
 
 @pytest.mark.slow
+async def test_token_id_prompt_stream_continues_with_the_unbroken_tokens(engines, guarded_router):
+    crashing, healthy = await _crash_pair(engines)
+    body = {"model": "m", "prompt": [11, 22, 33, 44, 55], "max_tokens": 10, "stream": True}
+    reference = await _direct(healthy.url, COMPLETIONS, {**body, "model": "base-model"})
+    r = await _router(guarded_router, crashing, healthy)
+    async with await r.post(COMPLETIONS, body) as resp:
+        events = await read_sse(resp)
+    assert _texts(events) == _texts(reference) and len(_texts(events)) == 10
+
+
+@pytest.mark.slow
 async def test_stream_that_cannot_move_ends_with_an_error_event(engines, guarded_router):
     crashing = await engines.start("a-crashing", "--crash-after-tokens", "3", labels={"app": "m"})
     r = await _router(guarded_router, crashing)
@@ -135,9 +146,19 @@ def test_resume_body_for_chat_continues_the_assistant_message():
     assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
 
 
-def test_token_id_prompts_are_not_migrated():
-    req = parse_request(COMPLETIONS, orjson.dumps({"model": "m", "prompt": [1, 2, 3]}))
-    with pytest.raises(NotMigratable, match="single text prompts"):
+def test_token_id_prompts_resume_with_the_generated_ids():
+    req = parse_request(COMPLETIONS, orjson.dumps({"model": "m", "prompt": [1, 2, 3], "max_tokens": 4}))
+    relay = StreamRelay(chat=False)
+    relay.feed(_chunk(" a"))
+    with pytest.raises(NotMigratable, match="token ids"):
+        resume_body(req, "m", relay)
+    assert orjson.loads(resume_body(req, "m", relay, [42])) == {"model": "m", "prompt": [1, 2, 3, 42],
+                                                                "max_tokens": 3}
+
+
+def test_several_prompts_in_one_request_are_not_migrated():
+    req = parse_request(COMPLETIONS, orjson.dumps({"model": "m", "prompt": ["a", "b"]}))
+    with pytest.raises(NotMigratable, match="single text or token-id prompt"):
         resume_body(req, "m", StreamRelay(chat=False))
 
 
