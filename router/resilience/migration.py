@@ -22,6 +22,7 @@ import orjson
 from router.request import ParsedRequest
 
 DONE = b"[DONE]"
+_COMPACT_AT = 256
 
 
 class NotMigratable(Exception):
@@ -104,6 +105,8 @@ class StreamRelay:
             if isinstance(text, str) and text:
                 self._parts.append(text)
                 self.tokens += 1
+                if len(self._parts) >= _COMPACT_AT:  # one string, not a str object per token
+                    self._parts[:] = ["".join(self._parts)]
             if choice.get("finish_reason"):
                 self.finished = True
         return obj

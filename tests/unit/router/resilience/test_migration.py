@@ -166,3 +166,11 @@ def test_a_stream_that_already_finished_only_gets_its_done_marker():
     relay = StreamRelay(chat=False)
     relay.feed(_chunk(" a", finish="length"))
     assert closing_events(relay, "x") == b"data: [DONE]\n\n"
+
+
+def test_relay_keeps_long_generations_as_few_strings():
+    relay = StreamRelay(chat=False)
+    for i in range(1000):
+        relay.feed(_chunk(f" w{i}"))
+    assert relay.tokens == 1000 and relay.text == "".join(f" w{i}" for i in range(1000))
+    assert len(relay._parts) < 256
