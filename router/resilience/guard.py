@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -61,7 +61,6 @@ class Ticket:
     input_tokens: int
     limit: ratelimit.RouteLimit | None = None
     gated: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Guard:
