@@ -8,6 +8,7 @@ import pytest
 
 from router.harness import route, server, wait_until
 from router.limits.fairness import ANONYMOUS, FairGate, FairnessWeights, QueueTimeout, UsageWindow
+from router.resilience.harness import engine_metric
 
 
 def _gate(max_concurrent=1, reserved=0, window=300.0):
@@ -120,3 +121,23 @@ async def test_fairness_metrics_report_queue_size_and_waits(engines, start_route
         text = await resp.text()
     assert 'caldera_router_fairness_queue_duration_seconds_count{model="m"} 3.0' in text
     assert 'caldera_router_fairness_queue_size{model="m"} 0.0' in text
+
+
+@pytest.mark.slow
+async def test_a_client_leaving_while_queued_frees_its_place_and_never_reaches_the_engine(engines, guarded_router):
+    eng = await engines.start("e", labels={"app": "m"}, time_scale=1.0)
+    r = await guarded_router(modelServers=[server("m", model="base-model")],
+                             modelRoutes=[route("m", "m", [{"targetModels": [{"modelServerName": "m"}]}])],
+                             endpoints=[eng.endpoint()], fairness={"maxConcurrent": 1})
+    long = {"model": "m", "prompt": "hold", "max_tokens": 400, "stream": True}
+    async with await r.post("/v1/completions", long, {"x-user-id": "a"}) as held:
+        await held.content.readline()
+        gate = r.router.guard.fairness.gates["m"]
+        queued = asyncio.create_task(r.post("/v1/completions", long, {"x-user-id": "b"}))
+        await wait_until(lambda: gate.queued == 1, timeout=10)
+        async with aiohttp.ClientSession() as other:  # the waiting client goes away
+            queued.cancel()
+            await asyncio.gather(queued, return_exceptions=True)
+            await wait_until(lambda: gate.queued == 0, timeout=10)
+            assert r.router.guard.metrics.cancelled._value.get() == 1 and gate.inflight == 1
+            assert await engine_metric(other, eng.url, "vllm:num_requests_running") == 1
