@@ -1,6 +1,7 @@
 """Router resilience benchmark: idle-stream memory, overload, fairness TTFT, cancellation, migration.
 
-    .venv/bin/python benchmarks/router_resilience.py [--part all|streams|overload|fairness|cancel|migration]
+    .venv/bin/python benchmarks/router_resilience.py [--part all|streams|guard_cost|overload|fairness|
+                                                     cancel|migration]
                                                      [--quick] [--out FILE]
 
 Everything runs as real processes on loopback: `caldera router` processes, enginesim engines
@@ -9,6 +10,7 @@ backend that opens an SSE stream and then holds it. Prints one JSON document.
 
 - streams: router RSS idle and with N idle open streams (migration relay active on each),
   per-stream cost and the figure extrapolated to 10,000 when the descriptor limit caps N.
+- guard_cost: heap per idle stream with and without migration relay, guard and fair gate.
 - overload: a burst far beyond capacity against a router with an admission bound and busy
   thresholds: answers by status, Retry-After present, 503 latency, router RSS peak.
 - fairness: a light user's TTFT alone, then while a heavy user floods, with and without the
@@ -158,6 +160,62 @@ async def idle_streams(tmp: Path, quick: bool) -> dict[str, Any]:
     finally:
         backend.kill()
         backend.wait()
+
+
+async def _heap_per_stream(extra: dict[str, Any], n: int) -> float:
+    """Python heap (tracemalloc) per idle stream of an in-process router, this client included."""
+    import gc
+    import tracemalloc
+
+    from aiohttp import web
+
+    from router.config import RouterConfig
+    from router.server import Router
+
+    bport, port = free_port(), free_port()
+    backend = subprocess.Popen([PY, "-c", HOLDING_BACKEND, str(bport)])
+    try:
+        cfg = RouterConfig.model_validate({
+            **ROUTES, "port": port, "accessLog": False, "kvEvents": False, "metricsInterval": 5,
+            "endpoints": [{"name": "hold", "address": f"127.0.0.1:{bport}", "labels": {"app": "m"}}], **extra})
+        router = Router(cfg)
+        router.load_static()
+        runner = web.AppRunner(router.app, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                _, w = await asyncio.open_connection("127.0.0.1", bport)
+                w.close()
+                break
+            await asyncio.sleep(0.1)
+        warm, _ = await open_streams(port, 20)
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        writers, failed = await open_streams(port, n)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        for w in writers + warm:
+            w.close()
+        await runner.cleanup()
+        return (held - base) / 1024 / max(1, n - failed)
+    finally:
+        backend.kill()
+        backend.wait()
+
+
+async def guard_cost(tmp: Path, quick: bool) -> dict[str, Any]:
+    """What retries/migration relay, guard and fair gate add per idle stream (A/B, same process)."""
+    n = 300 if quick else 1000
+    plain = await _heap_per_stream({"resilience": {"migrationLimit": 0}}, n)
+    guarded = await _heap_per_stream({"fairness": {"maxConcurrent": 100_000},
+                                      "resilience": {"maxConcurrentRequests": 100_000}}, n)
+    return {"streams": n, "heap_kb_per_stream_plain": round(plain, 2),
+            "heap_kb_per_stream_guarded": round(guarded, 2), "added_kb_per_stream": round(guarded - plain, 2),
+            "note": "Python heap of router + test client in one process (tracemalloc); the client's share "
+                    "is the same in both runs"}
 
 
 # ---- overload ------------------------------------------------------------------------------
@@ -369,7 +427,7 @@ async def migration(tmp: Path, quick: bool) -> dict[str, Any]:
         engines.stop()
 
 
-PARTS = {"streams": idle_streams, "overload": overload, "fairness": fairness, "cancel": cancellation,
+PARTS = {"streams": idle_streams, "guard_cost": guard_cost, "overload": overload, "fairness": fairness, "cancel": cancellation,
          "migration": migration}
 
 
