@@ -19,7 +19,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -169,10 +169,11 @@ class Env:
     def create(self, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
         body = copy.deepcopy(manifest)
         body["metadata"]["namespace"] = self.namespace
-        return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, body))
+        return cast(dict[str, Any], self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, plural, body))
 
     def get(self, plural: str, name: str) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name))
+        return cast(dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name))
 
     def replicas(self, name: str) -> int:
         return int(self.get("modelservings", name)["spec"]["replicas"])
@@ -185,7 +186,7 @@ class Env:
         selector = f"{NAME_LABEL}={name}" + (f",{ROLE_LABEL}={role}" if role else "")
         out = self.core.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False)
         urls = []
-        for p in json.loads(out.data)["items"]:
+        for p in json.loads(cast(Any, out).data)["items"]:
             ready = any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
             if ready and p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp"):
                 urls.append(f"http://{p['status']['podIP']}:{PORT}")
@@ -209,11 +210,13 @@ class Env:
     def events(self, involved: str) -> list[dict[str, Any]]:
         out = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={involved}",
                                               _preload_content=False)
-        return list(json.loads(out.data)["items"])
+        return list(json.loads(cast(Any, out).data)["items"])
 
     def delete_all(self) -> None:
         for plural in ("autoscalingpolicybindings", "autoscalingpolicies", "modelservings"):
-            for obj in self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural)["items"]:
+            listed = cast(dict[str, Any], self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural))
+            for obj in listed["items"]:
                 try:
                     self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, plural,
                                                                 obj["metadata"]["name"])
@@ -236,14 +239,14 @@ def as_controller(local_cluster: LocalCluster) -> Iterator[Controller]:
 def as_env(local_cluster: LocalCluster, as_controller: Controller) -> Iterator[Env]:
     name = f"as-{SESSION}-{uuid.uuid4().hex[:6]}"
     env = Env(local_cluster, name)
-    env.core.create_namespace({"metadata": {"name": name, "labels": {"caldera.dev/test": "true"}}})
+    env.core.create_namespace(cast(Any, {"metadata": {"name": name, "labels": {"caldera.dev/test": "true"}}}))
     try:
         yield env
     finally:
         env.delete_all()
         try:
-            wait.until(lambda: not env.custom.list_namespaced_custom_object(
-                GROUP, VERSION, name, "modelservings")["items"], 60, "ModelServings deleted")
+            wait.until(lambda: not cast(dict[str, Any], env.custom.list_namespaced_custom_object(
+                GROUP, VERSION, name, "modelservings"))["items"], 60, "ModelServings deleted")
         finally:
             env.core.delete_namespace(name, propagation_policy="Background")
             env.api.close()

@@ -16,13 +16,14 @@ pytestmark = pytest.mark.cluster
 def test_an_hpa_on_the_same_target_is_refused_with_a_condition(as_env: Any) -> None:
     env = as_env
     env.create("modelservings", env.modelserving("llm", [env.engine_role("engine")], replicas=2))
-    client.AutoscalingV2Api(env.api).create_namespaced_horizontal_pod_autoscaler(env.namespace, {
+    hpa: Any = {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "other"},
         "spec": {"scaleTargetRef": {"apiVersion": "workload.serving.volcano.sh/v1alpha1", "kind": "ModelServing",
                                     "name": "llm"},
                  "minReplicas": 2, "maxReplicas": 3,
                  "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                     "type": "Utilization", "averageUtilization": 80}}}]}})
+                     "type": "Utilization", "averageUtilization": 80}}}]}}
+    client.AutoscalingV2Api(env.api).create_namespaced_horizontal_pod_autoscaler(env.namespace, hpa)
     env.create("autoscalingpolicies", {
         "apiVersion": "workload.serving.volcano.sh/v1alpha1", "kind": "AutoscalingPolicy",
         "metadata": {"name": "kpa"},
