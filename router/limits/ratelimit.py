@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +134,8 @@ return {allowed, remaining, wait}
 class RateLimiter:
     """Buckets for every limited route: local in memory, global in Redis (one client per address)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_unavailable: Callable[[str], None] | None = None) -> None:
+        self.on_unavailable = on_unavailable  # called with the route when Redis cannot be reached
         self._local: dict[tuple[str, str], TokenBucket] = {}
         self._clients: dict[str, Any] = {}
         self._scripts: dict[str, Any] = {}
@@ -174,6 +175,8 @@ class RateLimiter:
         except Exception as exc:  # Redis down: serve rather than refuse everyone (logged, counted)
             log.warning("global rate limit unavailable; allowing", extra={"route": limit.route,
                                                                           "reason": repr(exc)})
+            if self.on_unavailable is not None:
+                self.on_unavailable(limit.route)
             return Verdict(True, per_unit, per_unit, 0.0)
         return Verdict(bool(allowed), per_unit, int(remaining), int(wait_ms) / 1000.0)
 

@@ -76,7 +76,8 @@ class Guard:
             FairnessWeights(fairness.input_weight, fairness.output_weight, fairness.token_weight,
                             fairness.request_weight), fairness.max_queue) if fairness is not None else None
         self.thresholds = config.overload.thresholds()
-        self.limiter = ratelimit.RateLimiter()
+        self.limiter = ratelimit.RateLimiter(
+            on_unavailable=lambda route: self.metrics.rate_limit_unavailable.labels(route).inc())
         self._limits: dict[str, ratelimit.RouteLimit | None] = {}
         self._pending: set[asyncio.Task[Any]] = set()
         self.held = 0

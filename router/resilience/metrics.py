@@ -19,6 +19,9 @@ class ResilienceMetrics:
                                   ["reason", "status"], registry=r)
         self.rate_limited = Counter("caldera_router_rate_limit_exceeded", "Requests refused by a rate limit.",
                                     ["route", "kind", "scope"], registry=r)
+        self.rate_limit_unavailable = Counter("caldera_router_rate_limit_unavailable",
+                                              "Requests allowed because the global limit's Redis was unreachable.",
+                                              ["route"], registry=r)
         self.cancelled = Counter("caldera_router_client_disconnects",
                                  "Requests whose client went away (upstream cancelled).", registry=r)
         self.queue_size = Gauge("caldera_router_fairness_queue_size", "Requests waiting in the fair queue.",

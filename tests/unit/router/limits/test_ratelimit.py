@@ -3,7 +3,7 @@
 import aiohttp
 import pytest
 
-from router.harness import server
+from router.harness import free_port, server
 from router.limits.ratelimit import TokenBucket, compile_limit, headers
 
 PROMPT = "abcd " * 5  # 25 characters: 7 estimated tokens
@@ -90,3 +90,14 @@ async def test_global_limit_is_shared_by_two_router_processes_through_redis(engi
             body = await resp.json()
             assert resp.status == 429 and resp.headers["x-ratelimit-remaining-input-tokens"] == "3"
     assert "input" in body["error"]["message"]
+
+
+@pytest.mark.slow
+async def test_unreachable_redis_lets_requests_through_and_is_counted(engines, start_router):
+    eng = await engines.start("e", labels={"app": "m"})
+    dead = f"127.0.0.1:{free_port()}"
+    r = await start_router(**_routes({"inputTokensPerUnit": 1, "global": {"redis": {"address": dead}}}),
+                           endpoints=[eng.endpoint()], kvEvents=False)
+    status, _, _ = await r.complete(_body())
+    assert status == 200
+    assert r.router.guard.metrics.rate_limit_unavailable.labels("default/m")._value.get() == 1
