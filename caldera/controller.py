@@ -196,6 +196,7 @@ class Options:
     namespaces: tuple[str, ...]
     resync_seconds: float
     tls_dir: Path | None
+    webhook_cert_dir: Path | None = None
 
 
 async def serve_metrics(host: str, port: int, ready: asyncio.Event) -> web.AppRunner:
@@ -236,9 +237,19 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
         await asyncio.to_thread(ensure_peering, kube, opts.peering or "caldera")
 
     tls: WebhookTLS | None = None
+    managed = False
     if opts.webhooks and has_admission_handlers():
-        directory = opts.tls_dir or Path(tempfile.mkdtemp(prefix="caldera-webhook-"))
-        tls = generate_webhook_tls(directory, [opts.webhook_host, "localhost"])
+        if opts.webhook_cert_dir is not None:
+            # A certificate made by someone else (Helm, cert-manager): they also own the configurations.
+            tls = WebhookTLS(opts.webhook_cert_dir / "tls.crt", opts.webhook_cert_dir / "tls.key",
+                             opts.webhook_cert_dir / "ca.crt")
+            for path in (tls.certfile, tls.keyfile):
+                if not path.is_file():
+                    raise click.UsageError(f"--webhook-cert-dir: {path} is missing (expected tls.crt and tls.key)")
+        else:
+            directory = opts.tls_dir or Path(tempfile.mkdtemp(prefix="caldera-webhook-"))
+            tls = generate_webhook_tls(directory, [opts.webhook_host, "localhost"])
+            managed = True
 
     @kopf.on.startup()
     def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -255,8 +266,10 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
         if tls is not None:
             settings.admission.server = kopf.WebhookServer(
                 addr=opts.webhook_host, port=opts.webhook_port, host=opts.webhook_host,
-                certfile=str(tls.certfile), pkeyfile=str(tls.keyfile), cafile=str(tls.cafile))
-            settings.admission.managed = WEBHOOK_CONFIGURATION
+                certfile=str(tls.certfile), pkeyfile=str(tls.keyfile),
+                cafile=str(tls.cafile) if tls.cafile.is_file() else None)
+            if managed:
+                settings.admission.managed = WEBHOOK_CONFIGURATION
 
     ready = asyncio.Event()
     runner = await serve_metrics(opts.metrics_host, opts.metrics_port, ready)
@@ -298,10 +311,14 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
 @click.option("--resync-seconds", type=float, default=300.0, show_default=True)
 @click.option("--tls-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the generated webhook certificate (default: a temporary directory).")
+@click.option("--webhook-cert-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Serve admission with tls.crt/tls.key (and ca.crt) from this directory, e.g. a mounted "
+                   "Secret, instead of generating a certificate; the webhook configurations are then "
+                   "left to whoever made the certificate (Helm, cert-manager).")
 def controller_command(kubeconfig: str | None, placement: str | None, metrics_host: str, metrics_port: int,
                        health_port: int, webhook_host: str, webhook_port: int, webhooks: bool, peering: str,
                        priority: int | None, peering_lifetime: int, namespaces: tuple[str, ...], resync_seconds: float,
-                       tls_dir: Path | None) -> None:
+                       tls_dir: Path | None, webhook_cert_dir: Path | None) -> None:
     """Run the Caldera controller (ModelServing, placement, autoscaler, admission webhooks)."""
     if kubeconfig:
         os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads it too
@@ -310,7 +327,7 @@ def controller_command(kubeconfig: str | None, placement: str | None, metrics_ho
         health_port=health_port, webhook_host=webhook_host, webhook_port=webhook_port, webhooks=webhooks,
         peering=peering or None, priority=priority if priority is not None else random.randint(1, 2**31 - 1),
         peering_lifetime=peering_lifetime, namespaces=namespaces, resync_seconds=resync_seconds,
-        tls_dir=tls_dir,
+        tls_dir=tls_dir, webhook_cert_dir=webhook_cert_dir,
     )
     log.debug("controller options", extra={"options": opts})
     try:
