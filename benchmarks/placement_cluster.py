@@ -38,13 +38,17 @@ import argparse
 import importlib.util
 import json
 import random
+import socket
+import subprocess
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 from kubernetes import client
 
 from caldera.localcluster import wait
@@ -52,6 +56,7 @@ from caldera.localcluster.cluster import Cluster
 from caldera.localcluster.session import LocalCluster
 from modelserving import labels as L
 from placement.model import Gang
+from placement.release import CONDITION_TYPE, is_gated
 from placement.snapshot import Snapshot
 from placement.solver import SolveOptions, relaxation_bound, solve
 from placement.volcano_baseline import VolcanoConfig, volcano_allocate
@@ -339,11 +344,154 @@ def domain_profile(snapshot: Snapshot, domain: str) -> tuple[Any, ...]:
                         for leaf in snapshot.leaves_under[domain]))
 
 
+# ---------------------------------------------------------------------------------- Caldera's gate path
+MODELSERVING_API = ("workload.serving.volcano.sh", "v1alpha1", "modelservings")
+
+
+def modelserving(gang: Gang) -> dict[str, Any]:
+    """`gang` as a one-ServingGroup ModelServing: a role per role name, its replicas, entry + workers."""
+    roles: dict[str, list[int]] = {}
+    requests: dict[str, Resources] = {}
+    for rr in gang.role_replicas:
+        roles.setdefault(rr.role, []).append(len(rr.pods))
+        requests[rr.role] = rr.pods[0].requests
+        if any(p.requests != rr.pods[0].requests for p in rr.pods) or len(set(roles[rr.role])) != 1:
+            raise ValueError(f"gang {gang.name}: role {rr.role!r} needs one pod shape and size per replica")
+    network: dict[str, Any] = {}
+    if gang.group_policy is not None:
+        network["groupPolicy"] = {"mode": gang.group_policy.mode,
+                                  "highestTierAllowed": gang.group_policy.highest_tier_allowed}
+    if gang.role_policy is not None:
+        network["rolePolicy"] = {"mode": gang.role_policy.mode,
+                                 "highestTierAllowed": gang.role_policy.highest_tier_allowed}
+    template = {"networkTopology": network, "roles": [
+        {"name": role, "replicas": len(sizes), "workerReplicas": sizes[0] - 1,
+         "entryTemplate": {"spec": {"containers": [container(requests[role])]}},
+         "workerTemplate": {"spec": {"containers": [container(requests[role])]}}}
+        for role, sizes in roles.items()]}
+    return {"apiVersion": "/".join(MODELSERVING_API[:2]), "kind": "ModelServing", "metadata": {"name": gang.name},
+            "spec": {"schedulerName": "volcano", "replicas": 1, "template": template}}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_controller(cluster: LocalCluster, namespace: str, log_path: Path, time_limit: float
+                     ) -> subprocess.Popen[bytes]:
+    """`caldera controller --placement=caldera` for one namespace, ready to serve."""
+    port = _free_port()
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "CALDERA_PLACEMENT_WINDOW_SECONDS": "2",
+           "CALDERA_PLACEMENT_TIME_LIMIT_SECONDS": str(time_limit),
+           # No re-planning during the measurement: a gang Volcano does not bind counts as not placed.
+           "CALDERA_PLACEMENT_DEADLINE_SECONDS": "3600"}
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "caldera.cli", "--log-format", "json", "controller", "--placement=caldera",
+         "--peering", "", "--no-webhooks", "--namespace", namespace, "--metrics-port", str(port),
+         "--health-port", "0"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"controller exited with {proc.returncode}; see {log_path}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait.until(ready, 120, "placement controller ready", 0.5)
+    return proc
+
+
+def stop_controller(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_gate_path(kube: Kube, cluster: LocalCluster, namespace: str, fillers: Sequence[dict[str, Any]],
+                  gangs: Sequence[Gang], args: argparse.Namespace) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    """Submit every gang as a ModelServing behind Caldera's gate, in order, and wait until each gang is
+    bound or left gated as unplaceable. Returns gang -> pod -> node for the bound gangs."""
+    kube.create_namespace(namespace)
+    proc = start_controller(cluster, namespace, args.dir / "logs" / f"controller-{namespace}.log", args.time_limit)
+    # Fillers after the controller has listed the nodes: `Topology.add_pod` drops a pod whose node
+    # it does not know yet, so fillers listed before the 256 nodes would be taken for free space.
+    # The controller exposes no count of known nodes; its node list takes well under this margin.
+    listed = time.monotonic() + 5.0
+    wait.until(lambda: time.monotonic() >= listed, 10, "controller listing nodes", 0.5)
+    fill(kube, namespace, fillers)
+    t0 = time.perf_counter()
+    try:
+        for gang in gangs:
+            body: Any = modelserving(gang)
+            kube.custom.create_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2], body)
+        expected = {g.name: len(g.pods) for g in gangs}
+
+        def state() -> tuple[bool, dict[str, dict[str, str]]]:
+            """(settled, bound gangs): every pod exists and is bound or gated as unplaceable."""
+            by_gang: dict[str, list[dict[str, Any]]] = {}
+            for pod in kube.pods(namespace, L.NAME_LABEL):
+                by_gang.setdefault(pod["metadata"]["labels"][L.NAME_LABEL], []).append(pod)
+            settled = True
+            bound: dict[str, dict[str, str]] = {}
+            for name, count in expected.items():
+                pods = by_gang.get(name, [])
+                nodes = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in pods}
+                if len(pods) == count and all(nodes.values()):
+                    bound[name] = nodes
+                elif len(pods) < count or not all(is_gated(p) and any(
+                        c.get("type") == CONDITION_TYPE for c in (p.get("status") or {}).get("conditions") or [])
+                        for p in pods if not p["spec"].get("nodeName")):
+                    settled = False
+            return settled, bound
+
+        last: list[Any] = [None, time.monotonic()]
+
+        def stable() -> tuple[dict[str, dict[str, str]]] | None:
+            settled, bound = state()
+            key = (settled, tuple(sorted(bound)))
+            if key != last[0]:
+                last[0], last[1] = key, time.monotonic()
+            # Settled and unchanged for a few scheduling cycles.
+            return (bound,) if settled and time.monotonic() - last[1] >= 5 else None
+
+        try:
+            found = wait.until(stable, args.gate_timeout, "gate path settled", 1.0)[0]
+            timed_out = False
+        except TimeoutError:
+            found = state()[1]
+            timed_out = True
+    finally:
+        stop_controller(proc)
+    elapsed = time.perf_counter() - t0
+    # ModelServing pods have their own names: map them onto the gang's pods by role replica.
+    by_name = {g.name: g for g in gangs}
+    assignments: dict[str, dict[str, str]] = {}
+    pods = {p["metadata"]["name"]: p for p in kube.pods(namespace, L.NAME_LABEL)}
+    for name, nodes in found.items():
+        placed: dict[str, str] = {}
+        for rr in by_name[name].role_replicas:
+            mine = sorted(n for n in nodes if pods[n]["metadata"]["labels"].get(L.ROLE_ID_LABEL) == rr.name
+                          and pods[n]["metadata"]["labels"].get(L.ROLE_LABEL) == rr.role)
+            placed.update({p.name: nodes[n] for p, n in zip(rr.pods, mine, strict=True)})
+        assignments[name] = placed
+    kube.custom.delete_collection_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2])
+    kube.clear_namespace(namespace)
+    return assignments, {"seconds": round(elapsed, 1), "timedOut": timed_out}
+
+
 # ---------------------------------------------------------------------------------- scenario
 def scenario(kube: Kube, bench: ModuleType, pattern: str, fraction: float, args: argparse.Namespace
              ) -> dict[str, Any]:
     key = f"{pattern}{int(fraction * 100)}pct"
-    namespace = f"bench-{key}"
+    namespace = f"bench-{key}-{uuid.uuid4().hex[:4]}"
     # The same seeds and generators as benchmarks/placement.py's scenario (a).
     rng = random.Random(int(fraction * 100) + 7)
     base = kube.snapshot()
@@ -387,6 +535,9 @@ def scenario(kube: Kube, bench: ModuleType, pattern: str, fraction: float, args:
     one = {g: r.assignments for g, r in batch.results.items() if r.placed}
     row["calderaOneBatch"] = {**bench.metrics(snap, submitted, one), "seconds": round(time.perf_counter() - t0, 2),
                               "status": batch.status}
+    if args.gate_path:
+        gate, info = run_gate_path(kube, args.local, f"gate-{key}-{uuid.uuid4().hex[:4]}", fillers, submitted, args)
+        row["calderaGatePath"] = {**bench.metrics(snap, submitted, gate), **info}
     t0 = time.perf_counter()
     row["upperBound"] = {**relaxation_bound(snap, submitted, time_limit_s=args.batch_time_limit),
                          "seconds": round(time.perf_counter() - t0, 2)}
@@ -394,7 +545,8 @@ def scenario(kube: Kube, bench: ModuleType, pattern: str, fraction: float, args:
     real_gpus = max(1, row["realVolcano"]["gpus"])
     row["summary"] = {k: {"gangsMinusRealVolcano": row[k]["gangs"] - row["realVolcano"]["gangs"],
                           "gpuGainOverRealVolcanoPct": round(100 * (row[k]["gpus"] - real_gpus) / real_gpus, 2)}
-                      for k in ("reimplementation", "calderaWindow16", "calderaOneBatch")}
+                      for k in ("reimplementation", "calderaWindow16", "calderaOneBatch", "calderaGatePath")
+                      if k in row}
     print(json.dumps({key: row}), file=sys.stderr, flush=True)
     return row
 
@@ -412,6 +564,9 @@ def main() -> None:
     parser.add_argument("--max-gangs", type=int, default=150, help="submit at most this many gangs per scenario")
     parser.add_argument("--time-limit", type=float, default=5.0, help="CP-SAT time limit per window")
     parser.add_argument("--batch-time-limit", type=float, default=20.0, help="CP-SAT time limit, one batch and bound")
+    parser.add_argument("--gate-path", action="store_true",
+                        help="also submit the stream as ModelServings through `caldera controller --placement=caldera`")
+    parser.add_argument("--gate-timeout", type=float, default=300.0, help="seconds for the gate path to settle")
     args = parser.parse_args()
     cases = []
     for item in args.scenarios.split(","):
@@ -433,7 +588,8 @@ def main() -> None:
                               "clusterUpSeconds": round(time.perf_counter() - t0, 1),
                               "settings": {"pendingSeconds": args.pending_seconds, "stopAfter": args.stop_after,
                                            "maxGangs": args.max_gangs, "timeLimit": args.time_limit,
-                                           "batchTimeLimit": args.batch_time_limit}}
+                                           "batchTimeLimit": args.batch_time_limit, "gatePath": args.gate_path}}
+    args.local = local
     kube = Kube(local)
     try:
         for pattern, fraction in cases:
