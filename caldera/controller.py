@@ -166,7 +166,22 @@ def _ensure(kube: Kube, collection: str, body: dict[str, Any], resource: str) ->
 
 
 def ensure_peering(kube: Kube, name: str) -> None:
-    """kopf needs the ClusterKopfPeering CRD and an object of the peering's name to elect a leader."""
+    """kopf needs the ClusterKopfPeering CRD and an object of the peering's name to elect a leader.
+
+    Without them kopf would wait forever, silently; so a missing permission is an error that says so.
+    """
+    try:
+        _ensure_peering(kube, name)
+    except ApiException as exc:
+        if exc.status == 403:
+            raise click.ClickException(
+                f"--peering {name}: cannot create the ClusterKopfPeering CRD or object {name!r} ({exc.reason}); "
+                "create them (deploy/ does) or grant create on customresourcedefinitions and clusterkopfpeerings, "
+                "or run a single replica with --peering ''") from exc
+        raise
+
+
+def _ensure_peering(kube: Kube, name: str) -> None:
     _ensure(kube, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", PEERING_CRD, "customresourcedefinitions")
     body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
     collection = "/apis/kopf.dev/v1/clusterkopfpeerings"
