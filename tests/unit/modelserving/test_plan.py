@@ -304,3 +304,32 @@ def test_group_with_only_its_podgroup_is_completed_not_rolled(cluster: ObjectSto
     assert _image(cluster, "sample-1-prefill-0-0") == "caldera/enginesim:v2"
     cluster.converge()
     assert all(_image(cluster, n) == "caldera/enginesim:v2" for n in cluster.obs.pods)
+
+
+def test_scale_to_zero_removes_every_group_and_stays_available(cluster: ObjectStore) -> None:
+    cluster.converge()
+    cluster.manifest["spec"]["replicas"] = 0
+    cluster.converge()
+    assert cluster.obs.pods == {} and cluster.obs.services == {} and cluster.obs.podgroups == {}
+    assert cluster.manifest["status"]["replicas"] == 0
+
+
+def test_role_partition_protects_the_first_role_replicas(cluster: ObjectStore) -> None:
+    cluster.manifest["spec"]["rolloutStrategy"] = {"type": "RoleRollingUpdate"}
+    cluster.manifest["spec"]["template"]["roles"][0]["partition"] = 1
+    cluster.converge()
+    _set_image(cluster.manifest, "caldera/enginesim:v2")
+    cluster.converge()
+    assert _image(cluster, "sample-0-prefill-0-0") == "caldera/enginesim:latest"
+    assert _image(cluster, "sample-0-prefill-1-0") == "caldera/enginesim:v2"
+    assert _image(cluster, "sample-0-decode-0-0") == "caldera/enginesim:v2"
+
+
+def test_invalid_int_or_percent_names_the_field(seed: dict[str, Any]) -> None:
+    seed["spec"]["rolloutStrategy"] = {"rollingUpdateConfiguration": {"maxUnavailable": "lots"}}
+    try:
+        parse_modelserving(seed)
+    except ValueError as exc:
+        assert "spec.rolloutStrategy.rollingUpdateConfiguration.maxUnavailable" in str(exc)
+    else:
+        raise AssertionError("expected a SpecError")
