@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from apirecorder import Component, free_port, run_component, wait_until
 from kubernetes import client
 
@@ -66,13 +67,32 @@ def podgroup(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]
         raise
 
 
+def delete_and_wait(api: client.ApiClient, namespace: str, name: str) -> None:
+    """Delete a ModelServing and wait until the (still running) controller has let it go."""
+    custom = client.CustomObjectsApi(api)
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "modelservings", name)
+
+    def gone() -> bool:
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelservings", name)
+        except client.exceptions.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_until(f"ModelServing {namespace}/{name} to be deleted", gone, 90)
+
+
 def held_back_by_volcano(api: client.ApiClient, namespace: str, name: str) -> bool:
-    """Volcano has looked at the PodGroup and left it Pending with a reason."""
+    """Volcano has looked at the PodGroup and holds it back with a reason: Pending (not admitted
+    by the queue) or Inqueue with an Unschedulable condition (admitted, but nothing allocated)."""
     pg = podgroup(api, namespace, name)
     if pg is None:
         return False
     status = pg.get("status") or {}
-    return status.get("phase") == "Pending" and bool(status.get("conditions"))
+    unschedulable = any(c.get("type") == "Unschedulable" and c.get("status") == "True"
+                        for c in status.get("conditions") or [])
+    return (status.get("phase") == "Pending" and bool(status.get("conditions"))) or (
+        status.get("phase") == "Inqueue" and unschedulable)
 
 
 @pytest.fixture
@@ -123,7 +143,7 @@ def test_gang_beyond_the_queue_capacity_waits_whole_and_starts_whole_when_room_a
                                        {"spec": {"capability": {"nvidia.com/gpu": "16"}}})
     wait_until("the second gang to start whole once the queue has room",
                lambda: running(group_pods(api, ns, "llm-1")) == 2, 120)
-    custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modelservings", "llm")
+    delete_and_wait(api, ns, "llm")
     api.close()
 
 
@@ -135,8 +155,7 @@ def test_podgroup_is_put_in_the_annotated_queue(
     wait_until("the PodGroup", lambda: podgroup(api, cluster_namespace, "tagged-0") is not None, 60)
     pg = podgroup(api, cluster_namespace, "tagged-0")
     assert pg is not None and pg["spec"]["queue"] == team_queue
-    client.CustomObjectsApi(api).delete_namespaced_custom_object(GROUP, VERSION, cluster_namespace,
-                                                                 "modelservings", "tagged")
+    delete_and_wait(api, cluster_namespace, "tagged")
     api.close()
 
 
@@ -150,6 +169,55 @@ def test_gang_larger_than_the_whole_queue_never_partially_starts(
     wait_until("Volcano to hold the gang back", lambda: held_back_by_volcano(api, cluster_namespace, "big-0"), 60)
     pods = group_pods(api, cluster_namespace, "big-0")
     assert bound(pods) == 0 and running(pods) == 0
-    client.CustomObjectsApi(api).delete_namespaced_custom_object(GROUP, VERSION, cluster_namespace,
-                                                                 "modelservings", "big")
+    delete_and_wait(api, cluster_namespace, "big")
     api.close()
+
+
+@pytest.fixture
+def queues_example(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[client.ApiClient]:
+    """examples/queues/ applied as shipped (queues, namespaces, both teams' models) with a controller."""
+    from apirecorder import ROOT, apply, delete
+
+    docs = [d for name in ("queues.yaml", "team-a.yaml", "team-b.yaml")
+            for d in yaml.safe_load_all((ROOT / "examples" / "queues" / name).read_text()) if d]
+    base = [d for d in docs if d["kind"] in {"Queue", "Namespace"}]
+    models = [d for d in docs if d["kind"] == "ModelServing"]
+    apply(local_cluster, base)
+    api = local_cluster.api_client()
+    custom = client.CustomObjectsApi(api)
+    for q in (d for d in base if d["kind"] == "Queue"):
+        wait_until(f"queue {q['metadata']['name']} to be Open", lambda q=q: (custom.get_cluster_custom_object(
+            "scheduling.volcano.sh", "v1beta1", "queues", q["metadata"]["name"]).get("status") or {}).get(
+            "state") == "Open", 60)
+    controller = run_component([
+        "controller", "--namespace=team-a", "--namespace=team-b", "--peering=", "--no-webhooks",
+        f"--metrics-port={free_port()}", f"--health-port={free_port()}"], tmp_path / "controller.log",
+        local_cluster.kubeconfig)
+    apply(local_cluster, models)
+    try:
+        yield api
+    finally:
+        for model in models:  # while the controller runs, so its finalizers are released
+            delete_and_wait(api, model["metadata"]["namespace"], model["metadata"]["name"])
+        controller.stop()
+        # Namespaces and queues go in the background (deleting a namespace waits for its pods).
+        delete(local_cluster, [d for d in base if d["kind"] == "Namespace"])
+        delete(local_cluster, [d for d in base if d["kind"] == "Queue"])
+        api.close()
+
+
+def test_shipped_queue_example_runs_team_a_whole_and_holds_team_b_second_gang(
+        queues_example: client.ApiClient) -> None:
+    api = queues_example
+    wait_until("team-a's two gangs to run (16 GPUs in a 32-GPU queue)", lambda: all(
+        running(group_pods(api, "team-a", f"llama-70b-{i}")) == 2 for i in (0, 1)), 180)
+    wait_until("team-b's first gang to run (8 GPUs in an 8-GPU queue)",
+               lambda: running(group_pods(api, "team-b", "llama-70b-0")) == 2, 180)
+    try:
+        wait_until("team-b's second gang to exist and be held back by Volcano", lambda: len(
+            group_pods(api, "team-b", "llama-70b-1")) == 2 and held_back_by_volcano(api, "team-b", "llama-70b-1"), 120)
+    except AssertionError as exc:
+        pods = [(p.metadata.name, p.status.phase, p.spec.node_name, p.spec.scheduling_gates)
+                for p in group_pods(api, "team-b", "llama-70b-1")]
+        raise AssertionError(f"{exc}; podgroup: {podgroup(api, 'team-b', 'llama-70b-1')}; pods: {pods}") from None
+    assert bound(group_pods(api, "team-b", "llama-70b-1")) == 0
