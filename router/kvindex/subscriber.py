@@ -72,13 +72,15 @@ class PodSubscriber:
         if self.on_batch is not None:
             self.on_batch(self.pod)
 
-    async def replay(self, start_seq: int, timeout_s: float = 2.0) -> bool:
+    async def replay(self, start_seq: int, timeout_s: float = 10.0) -> bool:
         """Fetch and apply buffered batches from start_seq; False when replay is unavailable."""
         if self.replay_endpoint is None:
             return False
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)  # a long buffer replays in one burst
         sock.connect(self.replay_endpoint)
+        applied = 0
         try:
             await sock.send_multipart([b"", start_seq.to_bytes(8, "big", signed=True)])
             while True:
@@ -93,12 +95,18 @@ class PodSubscriber:
                     self.stats.replays += 1
                     return True
                 self._apply(seq, frames[-1])
+                applied += 1
+                if applied % 64 == 0:
+                    await asyncio.sleep(0)  # a long replay must not stall request handling
         finally:
             sock.close()
 
     async def _run(self) -> None:
         sub = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        # Live batches queue here while a replay runs; ZMQ's default high-water mark (1,000)
+        # would drop them and force another replay.
+        sub.setsockopt(zmq.RCVHWM, 0)
         sub.setsockopt(zmq.SUBSCRIBE, self.topic)
         sub.connect(self.endpoint)
         state = self.index.pod(self.pod)
