@@ -124,23 +124,27 @@ def _caldera(*args: str) -> list[str]:
 
 
 def start_controller(cluster: Cluster, ports: Ports) -> None:
-    step("Starting the controller (ModelServing, placement, autoscaler, admission webhooks)")
     _start(cluster, CONTROLLER, _caldera(
         "controller", f"--kubeconfig={cluster.kubeconfig}", f"--metrics-port={ports.controller_metrics}",
         f"--health-port={ports.controller_health}", f"--webhook-port={ports.webhook}",
         f"--tls-dir={cluster.dir / 'webhook-tls'}"))
-    log = cluster.dir / "logs" / f"{CONTROLLER}.log"
-    _wait("the controller to be ready", lambda: _http_ok(f"http://127.0.0.1:{ports.controller_metrics}/readyz"),
-          120, f"See {log}; then `make down` and `make up` again.")
 
 
 def start_router(cluster: Cluster, ports: Ports) -> None:
-    step("Starting the router")
     _start(cluster, ROUTER, _caldera("router", f"--kubeconfig={cluster.kubeconfig}", "--host=127.0.0.1",
                                      f"--port={ports.router}"))
-    log = cluster.dir / "logs" / f"{ROUTER}.log"
+
+
+def start_components(cluster: Cluster, ports: Ports) -> None:
+    """Start the controller and the router together (each takes seconds to import), then wait for both."""
+    step("Starting the controller (ModelServing, placement, autoscaler, admission webhooks) and the router")
+    start_controller(cluster, ports)
+    start_router(cluster, ports)
+    logs = cluster.dir / "logs"
+    _wait("the controller to be ready", lambda: _http_ok(f"http://127.0.0.1:{ports.controller_metrics}/readyz"),
+          120, f"See {logs / (CONTROLLER + '.log')}; then `make down` and `make up` again.")
     _wait("the router to be ready", lambda: _http_ok(f"http://127.0.0.1:{ports.router}/readyz"), 60,
-          f"See {log}; then `make down` and `make up` again.")
+          f"See {logs / (ROUTER + '.log')}; then `make down` and `make up` again.")
 
 
 def quickstart_objects() -> list[dict[str, Any]]:
@@ -390,8 +394,7 @@ def _run_up(topology: str, detach: bool, directory: Path) -> float:
         step(f"Starting the local cluster (topology {topology!r}) in {directory}")
         cluster.up(topology, progress=lambda m: console.print(f"    {m}"))
         ports = Ports.load_or_allocate(directory)
-        start_controller(cluster, ports)
-        start_router(cluster, ports)
+        start_components(cluster, ports)
         apply_quickstart(cluster)
         wait_for_pods(cluster)
         body = first_completion(cluster, ports)

@@ -76,7 +76,7 @@ def test_up_prints_a_chat_completion_sent_through_the_router(walk: Walk) -> None
 
 
 def test_up_says_what_each_step_does(walk: Walk) -> None:
-    for step in ("Starting the local cluster", "Starting the controller", "Starting the router",
+    for step in ("Starting the local cluster", "Starting the controller", "and the router",
                  "Applying examples/quickstart/", "Sending a chat completion"):
         assert step in walk.up.stderr
 
