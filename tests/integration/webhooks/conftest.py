@@ -115,18 +115,13 @@ class Admission:
         return cast(dict[str, Any], self.custom.patch_namespaced_custom_object(
             resource.group, resource.version, self.namespace, resource.plural, name, patch))
 
-    def replace(self, body: dict[str, Any]) -> dict[str, Any]:
-        resource = BY_KIND[body["kind"]]
-        return cast(dict[str, Any], self.custom.replace_namespaced_custom_object(
-            resource.group, resource.version, self.namespace, resource.plural, body["metadata"]["name"], body))
-
     def rejection(self, action: Callable[[], Any]) -> str:
         """The API server's error message for a write that must be refused."""
         try:
             action()
         except ApiException as exc:
             assert exc.status in (400, 422), f"unexpected status {exc.status}: {exc.body}"
-            return str(json.loads(exc.body)["message"])
+            return str(json.loads(exc.body or "{}").get("message", exc.body))
         raise AssertionError("the API server admitted the object")
 
     def webhooks(self) -> tuple[list[Any], list[Any]]:

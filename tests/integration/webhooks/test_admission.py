@@ -7,7 +7,6 @@ checked can only have come from the validating webhook.
 from __future__ import annotations
 
 import base64
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +123,22 @@ def test_model_route_with_zero_total_weight_is_rejected(admission: Any) -> None:
     assert "spec.rules[0].targetModels: total weight must be greater than zero" in message
 
 
+def test_model_server_selecting_by_an_invalid_label_key_is_rejected(admission: Any) -> None:
+    server = {"apiVersion": NETWORKING, "kind": "ModelServer", "metadata": {"name": "server"},
+              "spec": {"model": "qwen", "inferenceEngine": "vLLM", "workloadPort": {"port": 8000},
+                       "workloadSelector": {"matchLabels": {"bad key": "x"}}}}
+    message = admission.rejection(lambda: admission.create(server))
+    assert "spec.workloadSelector.matchLabels[bad key]: label key name 'bad key' must be" in message
+
+
+def test_server_side_dry_run_is_validated_by_the_webhook(admission: Any) -> None:
+    manifest = model_serving(recoveryPolicy="ServingGroupRecreate", rolloutStrategy={"type": "RoleRollingUpdate"})
+    manifest["metadata"]["namespace"] = admission.namespace
+    message = admission.rejection(lambda: admission.custom.create_namespaced_custom_object(
+        "workload.serving.volcano.sh", "v1alpha1", admission.namespace, "modelservings", manifest, dry_run="All"))
+    assert "spec.rolloutStrategy.type: " in message
+
+
 def test_update_breaking_a_webhook_rule_is_rejected(admission: Any) -> None:
     admission.create(model_serving())
     patch = {"spec": {"recoveryPolicy": "ServingGroupRecreate", "rolloutStrategy": {"type": "RoleRollingUpdate"}}}
@@ -133,10 +148,9 @@ def test_update_breaking_a_webhook_rule_is_rejected(admission: Any) -> None:
 
 def test_update_removing_gang_policy_is_rejected(admission: Any) -> None:
     admission.create(with_gang_policy(model_serving(), 1))
-    current = admission.get("ModelServing", "ms")
-    updated = copy.deepcopy(current)
-    del updated["spec"]["template"]["gangPolicy"]
-    message = admission.rejection(lambda: admission.replace(updated))
+    # A merge patch with null removes the field, without racing the controller's own writes.
+    patch = {"spec": {"template": {"gangPolicy": None}}}
+    message = admission.rejection(lambda: admission.patch("ModelServing", "ms", patch))
     # The CRD's transition rule answers first; the webhook holds the same rule for old API servers.
     assert "gangPolicy is required once set" in message
 
@@ -158,6 +172,12 @@ def test_empty_scale_down_gets_the_five_minute_stabilization_window(admission: A
     admission.create(policy(behavior={"scaleDown": {}}))
     scale_down = admission.get("AutoscalingPolicy", "policy")["spec"]["behavior"]["scaleDown"]
     assert scale_down["stabilizationWindow"] == "5m"
+
+
+def test_defaulting_keeps_the_fields_given(admission: Any) -> None:
+    admission.create(policy(behavior={"scaleDown": {"period": "2m", "instances": 3}}))
+    scale_down = admission.get("AutoscalingPolicy", "policy")["spec"]["behavior"]["scaleDown"]
+    assert (scale_down["period"], scale_down["instances"]) == ("2m", 3)
 
 
 # -- admission of valid manifests ------------------------------------------------------------------
