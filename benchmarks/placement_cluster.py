@@ -20,7 +20,11 @@ spine), and counts agreements: that is the fidelity of the baseline.
 
 Columns per scenario: `realVolcano`, `reimplementation` (local cluster's plugin arguments),
 `calderaWindow16`, `calderaOneBatch` (pure `solve()`, as `benchmarks/placement.py`),
-`upperBound`, `fidelity`.
+`upperBound`, `fidelity`; with `--gate-path` also `calderaGatePath`: the same gangs as
+ModelServings through `caldera controller --placement=caldera` and the real vc-scheduler. (Found
+with it, on Volcano v1.14.1: pods that share a `volcano.sh/task-spec`, as the pods of one
+ModelServing role replica do, and are pinned to different nodes stay Pending, so multi-pod role
+replicas released by the gate are not bound.)
 
 Run: .venv/bin/python benchmarks/placement_cluster.py [--dir /tmp/caldera-bench-rack256] [--keep]
 """
@@ -421,11 +425,12 @@ def run_gate_path(kube: Kube, cluster: LocalCluster, namespace: str, fillers: Se
     bound or left gated as unplaceable. Returns gang -> pod -> node for the bound gangs."""
     kube.create_namespace(namespace)
     proc = start_controller(cluster, namespace, args.dir / "logs" / f"controller-{namespace}.log", args.time_limit)
-    # Fillers after the controller has listed the nodes: `Topology.add_pod` drops a pod whose node
-    # it does not know yet, so fillers listed before the 256 nodes would be taken for free space.
-    # The controller exposes no count of known nodes; its node list takes well under this margin.
-    listed = time.monotonic() + 5.0
-    wait.until(lambda: time.monotonic() >= listed, 10, "controller listing nodes", 0.5)
+    # Fillers only after the controller has taken in the nodes: `Topology.add_pod` drops a pod whose
+    # node it does not know yet (and never counts it later), so fillers seen before their nodes
+    # would pass for free space. The controller exposes no count of known nodes, and kopf handles
+    # the 256 node events one by one (seconds on a loaded machine): give it a margin.
+    listed = time.monotonic() + args.controller_margin
+    wait.until(lambda: time.monotonic() >= listed, args.controller_margin + 5, "controller taking in nodes", 0.5)
     fill(kube, namespace, fillers)
     t0 = time.perf_counter()
     try:
@@ -482,6 +487,11 @@ def run_gate_path(kube: Kube, cluster: LocalCluster, namespace: str, fillers: Se
                           and pods[n]["metadata"]["labels"].get(L.ROLE_LABEL) == rr.role)
             placed.update({p.name: nodes[n] for p, n in zip(rr.pods, mine, strict=True)})
         assignments[name] = placed
+    # The controller is gone: drop its finalizers, or the namespace would stay Terminating.
+    listed: Any = kube.custom.list_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2])
+    for ms in listed["items"]:
+        kube.custom.patch_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2],
+                                                   ms["metadata"]["name"], {"metadata": {"finalizers": None}})
     kube.custom.delete_collection_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2])
     kube.clear_namespace(namespace)
     return assignments, {"seconds": round(elapsed, 1), "timedOut": timed_out}
@@ -567,6 +577,8 @@ def main() -> None:
     parser.add_argument("--gate-path", action="store_true",
                         help="also submit the stream as ModelServings through `caldera controller --placement=caldera`")
     parser.add_argument("--gate-timeout", type=float, default=300.0, help="seconds for the gate path to settle")
+    parser.add_argument("--controller-margin", type=float, default=30.0,
+                        help="seconds between the controller's readiness and the fillers (see run_gate_path)")
     args = parser.parse_args()
     cases = []
     for item in args.scenarios.split(","):
