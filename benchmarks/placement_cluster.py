@@ -488,8 +488,8 @@ def run_gate_path(kube: Kube, cluster: LocalCluster, namespace: str, fillers: Se
             placed.update({p.name: nodes[n] for p, n in zip(rr.pods, mine, strict=True)})
         assignments[name] = placed
     # The controller is gone: drop its finalizers, or the namespace would stay Terminating.
-    listed: Any = kube.custom.list_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2])
-    for ms in listed["items"]:
+    servings: Any = kube.custom.list_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2])
+    for ms in servings["items"]:
         kube.custom.patch_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2],
                                                    ms["metadata"]["name"], {"metadata": {"finalizers": None}})
     kube.custom.delete_collection_namespaced_custom_object(*MODELSERVING_API[:2], namespace, MODELSERVING_API[2])
