@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from autoscaler.api import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP_PANIC, DEFAULT_SCALE_UP_STABLE
+from caldera.localcluster import wait
 from webhooks.kinds import BY_KIND, RESOURCES
 
 pytestmark = pytest.mark.cluster
@@ -144,6 +145,24 @@ def test_update_breaking_a_webhook_rule_is_rejected(admission: Any) -> None:
     patch = {"spec": {"recoveryPolicy": "ServingGroupRecreate", "rolloutStrategy": {"type": "RoleRollingUpdate"}}}
     message = admission.rejection(lambda: admission.patch("ModelServing", "ms", patch))
     assert "spec.rolloutStrategy.type: " in message and "ServingGroupRecreate cannot be combined" in message
+
+
+def test_update_of_a_reconciled_model_serving_is_admitted(admission: Any) -> None:
+    """Updates carry the status the controller wrote; the webhook must accept its own controller's status."""
+    admission.create(model_serving())
+    wait.until(lambda: (admission.get("ModelServing", "ms").get("status") or {}).get("observedGeneration"), 60,
+               "the controller's status", 0.2)
+    updated = admission.patch("ModelServing", "ms", {"spec": {"replicas": 2}})
+    assert updated["spec"]["replicas"] == 2
+
+
+def test_update_of_a_binding_with_the_autoscalers_status_is_admitted(admission: Any) -> None:
+    admission.create(policy())
+    admission.create(binding(1, 3))
+    wait.until(lambda: (admission.get("AutoscalingPolicyBinding", "binding").get("status") or {}).get("conditions"),
+               60, "the autoscaler's status", 0.2)
+    updated = admission.patch("AutoscalingPolicyBinding", "binding", {"spec": {"homogeneousTarget": {"maxReplicas": 4}}})
+    assert updated["spec"]["homogeneousTarget"]["maxReplicas"] == 4
 
 
 def test_update_removing_gang_policy_is_rejected(admission: Any) -> None:
