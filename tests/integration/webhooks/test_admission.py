@@ -1,7 +1,9 @@
 """Caldera's admission webhooks end to end: kube-apiserver calls `caldera controller` over TLS.
 
 Each rejection uses a rule the CRD schema and its CEL rules do not enforce, so the message
-checked can only have come from the validating webhook.
+checked can only have come from the validating webhook; the exception is the gangPolicy
+transition rule, which the CRD also holds (and checks first: the API server runs a custom
+resource's schema and CEL validation before the validating webhooks).
 """
 
 from __future__ import annotations
