@@ -254,10 +254,17 @@ def fill(kube: Kube, namespace: str, pods: Sequence[dict[str, Any]]) -> None:
 def submit(kube: Kube, namespace: str, gang: Gang, pending_seconds: float) -> tuple[bool, dict[str, str]]:
     """Create the gang's PodGroup and pods; wait until all are bound or `pending_seconds` pass."""
     podgroup, pods = gang_objects(gang)
+    return submit_objects(kube, namespace, podgroup, pods, pending_seconds)
+
+
+def submit_objects(kube: Kube, namespace: str, podgroup: dict[str, Any], pods: Sequence[dict[str, Any]],
+                   pending_seconds: float) -> tuple[bool, dict[str, str]]:
+    """`submit` for ready-made objects (pods labelled with the PodGroup's name): (all bound, pod -> node)."""
+    name = podgroup["metadata"]["name"]
     kube.create_podgroup(namespace, podgroup)
     for pod in pods:
         kube.create_pod(namespace, pod)
-    selector = f"{L.NAME_LABEL}={gang.name}"
+    selector = f"{L.NAME_LABEL}={name}"
 
     def bound() -> dict[str, str]:
         listed = kube.pods(namespace, selector)
@@ -265,11 +272,11 @@ def submit(kube: Kube, namespace: str, gang: Gang, pending_seconds: float) -> tu
         return nodes if len(nodes) == len(pods) and all(nodes.values()) else {}
 
     try:
-        return True, wait.until(bound, pending_seconds, f"gang {gang.name} bound", 0.25)
+        return True, wait.until(bound, pending_seconds, f"gang {name} bound", 0.25)
     except TimeoutError:
         listed = kube.pods(namespace, selector)
         partial = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in listed if p["spec"].get("nodeName")}
-        kube.delete_gang(namespace, gang.name)
+        kube.delete_gang(namespace, name)
         return False, partial
 
 
