@@ -47,6 +47,7 @@ from autoscaler.kpa import Decision, KpaConfig, KpaState, MetricSample, Tick, re
 from autoscaler.kube import Kube
 from autoscaler.optimizer import OptimizerConfig, Placeable, Variant, optimize
 from autoscaler.placeable import free_gpus_by_type, gpu_type_of, gpus_per_pod
+from autoscaler.queues import QueueRoom, queue_of, queue_room, replica_request
 from autoscaler.roles import RatioConstraint, enforce_ratio
 from autoscaler.sla import SlaMode, SlaPlan, SlaPlanner, observation_from_rates
 from autoscaler.sources.pod_scrape import PodMetric, PodScraper, PodTarget, ScrapeConfig
@@ -368,9 +369,12 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
                 extra[n] = sum(f // per_pod for f in free.get(gpu_type, [])) // pods_per_replica
             variants.append(Variant(n, float(p.cost), cap, p.min_replicas, p.max_replicas, current=cur, ready=rdy,
                                     gpus_per_replica=per_pod if pods_per_replica == 1 else 0,
-                                    pool=gpu_type if per_pod > 0 else None))
+                                    pool=gpu_type if per_pod > 0 else None,
+                                    queue=queue_of(obj), request=replica_request(obj)))
+        rooms = await queue_rooms(namespace, {v.queue for v in variants if v.queue is not None})
         placeable = Placeable(max_additional=extra, free_gpus={v.pool: free.get(v.pool, []) for v in variants
-                                                               if v.pool is not None})
+                                                               if v.pool is not None},
+                              queues={q: room.left for q, room in rooms.items()})
         result = await asyncio.to_thread(optimize, variants, demand, placeable,
                                          OptimizerConfig(churn=options.churn, headroom=options.headroom))
         counts, reasons = result.replicas, result.reasons
@@ -389,6 +393,24 @@ async def scale_heterogeneous(mem: Memory, namespace: str, owner: str, spec: Aut
         rows.append({"name": n, "currentReplicas": cur, "desiredReplicas": want, "mode": decision.mode,
                      **({"lastScaleTime": ts} if (ts := _rfc3339(mem.kpa["pool"].last_scale_time)) else {})})
     return Outcome({"heterogeneousStatus": rows}, summary, events)
+
+
+async def queue_rooms(namespace: str, names: set[str]) -> dict[str, QueueRoom]:
+    """Room left in each named Volcano queue that has a capability (others cap nothing).
+
+    Waiting PodGroups are read in the targets' namespace only (the grant is namespaced), so
+    another namespace's waiting gangs in the same queue are not counted."""
+    kube = _kube()
+    queues = {n: q for n in sorted(names) if (q := await asyncio.to_thread(kube.queue, n)) is not None
+              and ((q.get("spec") or {}).get("capability"))}
+    if not queues:
+        return {}
+    podgroups = await asyncio.to_thread(kube.podgroups, namespace)
+    rooms = {n: room for n, q in queues.items() if (room := queue_room(q, podgroups)) is not None}
+    for room in rooms.values():
+        log.debug("queue %s: capability %s, used %s (from %s)", room.name, room.capability, room.used,
+                  room.used_from)
+    return rooms
 
 
 # -- SLA mode (Dynamo-style planner) -----------------------------------------------------------------

@@ -23,6 +23,7 @@ SCALABLE: dict[str, tuple[str, str]] = {
     "ReplicaSet": ("/apis/apps/v1", "replicasets"),
 }
 POLICIES = f"/apis/{GROUP}/{VERSION}"
+VOLCANO = "/apis/scheduling.volcano.sh/v1beta1"
 
 
 def selector(labels: Mapping[str, str]) -> str:
@@ -70,6 +71,18 @@ class Kube:
 
     def secret(self, namespace: str, name: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+
+    def queue(self, name: str) -> dict[str, Any] | None:
+        """A Volcano Queue (cluster-scoped); None when it (or Volcano's Queue API) does not exist."""
+        try:
+            return self.request("GET", f"{VOLCANO}/queues/{name}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def podgroups(self, namespace: str) -> list[dict[str, Any]]:
+        return self._list_optional(f"{VOLCANO}/namespaces/{namespace}/podgroups")
 
     def _list_optional(self, path: str) -> list[dict[str, Any]]:
         try:

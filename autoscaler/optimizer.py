@@ -9,6 +9,7 @@ still place, :func:`optimize` chooses counts that
     subject to Σ capacity·x + shortfall ≥ demand·(1 + headroom)
                min ≤ x ≤ max,   x - current ≤ what placement allows
                new replicas of one GPU pool packed onto that pool's nodes' free GPUs
+               Σ request·(x - current)⁺ ≤ room left, per Volcano queue and capped resource
 
 Make before break: replicas that serve now are released only while the replicas that
 also serve now still cover the demand, so a shift to a cheaper variant keeps the old
@@ -17,6 +18,10 @@ replicas until the new ones are ready (the next decision releases them).
 The shortfall term keeps the model feasible when the cluster is full: the plan then
 carries the largest capacity the cluster can hold and says how much is missing.
 Every plan lists, per variant, why it got its count.
+
+Variants that share a queue share its room: one linear constraint per queue and resource
+over their new replicas (`autoscaler.queues`). Replicas released do not free room for
+others in the same decision: make before break keeps them until their replacements serve.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
+
+from autoscaler.queues import format_amount, replicas_that_fit
 
 _SCALE = 1000  # CP-SAT is integral: capacities, demand and costs in thousandths
 
@@ -43,6 +50,8 @@ class Variant:
     ready: int | None = None  # of `current`, those serving now (None: all of them)
     gpus_per_replica: int = 0  # per node for single-node replicas; 0 = does not need GPUs
     pool: str | None = None  # GPU type whose free capacity limits new replicas
+    queue: str | None = None  # Volcano queue its gangs go to
+    request: Mapping[str, int] = field(default_factory=dict)  # per replica, base units (topology.resources)
 
     def __post_init__(self) -> None:
         if self.cost < 0:
@@ -58,6 +67,8 @@ class Variant:
             raise ValueError(f"variant {self.name!r}: ready must be within 0..current, got {self.ready}")
         if self.gpus_per_replica < 0:
             raise ValueError(f"variant {self.name!r}: gpusPerReplica must be >= 0")
+        if any(v < 0 for v in self.request.values()):
+            raise ValueError(f"variant {self.name!r}: request must be >= 0 per resource, got {dict(self.request)}")
 
 
 @dataclass(frozen=True)
@@ -66,10 +77,13 @@ class Placeable:
 
     `max_additional[variant]` caps new replicas of one variant (e.g. multi-node gangs that
     need whole free domains); `free_gpus[pool]` lists free GPUs per node of a GPU type, and
-    new single-node replicas of all variants in that pool are packed onto those nodes."""
+    new single-node replicas of all variants in that pool are packed onto those nodes;
+    `queues[queue]` is the room left per resource of a Volcano queue (`QueueRoom.left`),
+    shared by the new replicas of all variants in that queue."""
 
     max_additional: Mapping[str, int] = field(default_factory=dict)
     free_gpus: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    queues: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,7 @@ class Plan:
     status: str
     seconds: float
     reasons: dict[str, str]
+    queue_limited: bool = False  # a queue's room stopped some variant from growing
 
     @property
     def meets_demand(self) -> bool:
@@ -110,7 +125,8 @@ class Plan:
     def summary(self) -> str:
         parts = [f"{n}={c}" for n, c in self.replicas.items()]
         head = f"demand {self.demand:.2f} -> capacity {self.capacity:.2f} at cost {self.cost:.2f} ({', '.join(parts)})"
-        return head if self.meets_demand else f"{head}; short by {self.shortfall:.2f}: cluster full"
+        full = "cluster or queue full" if self.queue_limited else "cluster full"
+        return head if self.meets_demand else f"{head}; short by {self.shortfall:.2f}: {full}"
 
 
 def max_additional_replicas(free_per_node: Sequence[int], gpus_per_replica: int) -> int:
@@ -150,6 +166,32 @@ def placement_cap(v: Variant, placeable: Placeable) -> int | None:
     return min(caps) if caps else None
 
 
+def queue_cap(v: Variant, placeable: Placeable) -> tuple[int, str] | None:
+    """New replicas of `v` alone that its queue has room for, and the resource that binds."""
+    if v.queue is None or v.queue not in placeable.queues:
+        return None
+    return replicas_that_fit(placeable.queues[v.queue], v.request)
+
+
+def queue_reasons(variants: Sequence[Variant], target: Mapping[str, int],
+                  placeable: Placeable) -> dict[str, str]:
+    """Why a variant below maxReplicas got no more: its queue has no room for one more replica."""
+    out: dict[str, str] = {}
+    for v in variants:
+        if v.queue is None or v.queue not in placeable.queues or target[v.name] >= v.max_replicas:
+            continue
+        left = placeable.queues[v.queue]
+        used = {r: sum(u.request.get(r, 0) * max(0, target[u.name] - u.current) for u in variants
+                       if u.queue == v.queue) for r in left}
+        binding = [r for r, per in sorted(v.request.items()) if per > 0 and r in left
+                   and left[r] - used[r] < per]
+        if binding:
+            r = binding[0]
+            out[v.name] = (f"queue {v.queue} has {format_amount(r, left[r])} {r} left, "
+                           f"{format_amount(r, v.request[r])} per replica")
+    return out
+
+
 def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | None = None,
              config: OptimizerConfig | None = None) -> Plan:
     started = time.perf_counter()
@@ -174,9 +216,11 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
         cap = placement_cap(v, placeable)
         caps.append(cap)
         hi = v.max_replicas
-        if cap is not None:
-            # Placement only limits growth; replicas that exist keep running.
-            hi = max(min(hi, v.current + cap), min(v.current, v.max_replicas), v.min_replicas)
+        room = queue_cap(v, placeable)
+        for limit in (cap, room[0] if room else None):
+            if limit is not None:
+                # Placement and queues only limit growth; replicas that exist keep running.
+                hi = max(min(hi, v.current + limit), min(v.current, v.max_replicas), v.min_replicas)
         x = m.new_int_var(v.min_replicas, hi, f"x_{v.name}")
         up = m.new_int_var(0, max(0, hi - v.current), f"up_{v.name}")
         down = m.new_int_var(0, max(0, v.current - v.min_replicas), f"down_{v.name}")
@@ -224,6 +268,18 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
         for i, placed in per_variant.items():
             m.add(sum(placed) >= ups[i])
 
+    # Variants of one queue share its room: one constraint per queue and capped resource.
+    queued: dict[str, list[int]] = {}
+    for i, v in enumerate(variants):
+        if v.queue is not None and v.queue in placeable.queues:
+            queued.setdefault(v.queue, []).append(i)
+    for queue, members in queued.items():
+        for resource, left in placeable.queues[queue].items():
+            terms = [variants[i].request.get(resource, 0) * ups[i] for i in members
+                     if variants[i].request.get(resource, 0) > 0]
+            if terms:
+                m.add(cp_model.LinearExpr.sum(terms) <= max(0, left))
+
     shortfall = m.new_int_var(0, max(need, 0), "shortfall")
     m.add(sum(round(v.capacity * _SCALE) * x for v, x in zip(variants, xs, strict=True)) + shortfall >= need)
     ready_capacity = sum(round(v.capacity * _SCALE) * (v.current if v.ready is None else v.ready) for v in variants)
@@ -242,30 +298,47 @@ def optimize(variants: Sequence[Variant], demand: float, placeable: Placeable | 
     status = solver.solve(m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         # Out of time before any solution (a starved CPU): fall back to cheapest-first.
-        return greedy_plan(variants, demand, need / _SCALE, caps, started, solver.status_name(status))
+        return greedy_plan(variants, demand, need / _SCALE, caps, started, solver.status_name(status),
+                           placeable.queues)
     target = {v.name: int(solver.value(x)) for v, x in zip(variants, xs, strict=True)}
     counts = {v.name: int(solver.value(a)) for v, a in zip(variants, acts, strict=True)}
     capacity = sum(v.capacity * target[v.name] for v in variants)
     cost = sum(v.cost * target[v.name] for v in variants)
     short = solver.value(shortfall) / _SCALE
     reasons = explain(variants, target, caps, demand, short)
+    limited = queue_reasons(variants, target, placeable)
+    for variant, why in limited.items():
+        reasons[variant] += f"; {why}"
     for v in variants:
         if counts[v.name] > target[v.name]:
             reasons[v.name] += (f"; {counts[v.name] - target[v.name]} ready replicas kept until "
                                 "the new ones serve")
     return Plan(replicas=counts, target=target, demand=demand, capacity=capacity, cost=cost, shortfall=short,
-                status=solver.status_name(status), seconds=time.perf_counter() - started, reasons=reasons)
+                status=solver.status_name(status), seconds=time.perf_counter() - started, reasons=reasons,
+                queue_limited=bool(limited))
 
 
 def greedy_plan(variants: Sequence[Variant], demand: float, need: float, caps: Sequence[int | None],
-            started: float, status: str) -> Plan:
+                started: float, status: str, queues: Mapping[str, Mapping[str, int]] | None = None) -> Plan:
     counts = {v.name: max(v.min_replicas, min(v.current, v.max_replicas)) for v in variants}
     capacity = sum(v.capacity * counts[v.name] for v in variants)
+    # Room left per queue, drawn down by each new replica (so variants of a queue share it).
+    left = {q: dict(r) for q, r in (queues or {}).items()}
+    for v in variants:
+        if v.queue in left:
+            for r in left[v.queue]:
+                left[v.queue][r] -= v.request.get(r, 0) * max(0, counts[v.name] - v.current)
     for v, cap in sorted(zip(variants, caps, strict=True), key=lambda vc: vc[0].cost / vc[0].capacity):
         room = v.max_replicas - counts[v.name]
         if cap is not None:
             room = min(room, max(0, v.current + cap - counts[v.name]))
         while room > 0 and capacity < need - 1e-9:
+            if counts[v.name] >= v.current and v.queue in left:
+                fit = replicas_that_fit(left[v.queue], v.request)
+                if fit is not None and fit[0] < 1:
+                    break
+                for r in left[v.queue]:
+                    left[v.queue][r] -= v.request.get(r, 0)
             counts[v.name] += 1
             capacity += v.capacity
             room -= 1
