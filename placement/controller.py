@@ -5,7 +5,8 @@ Registered on import (`caldera controller` imports this module). Watches keep a 
 pods by gang (`scheduling.k8s.io/group-name`). When a gang's gated pods are complete (their
 count reaches the ModelServing's pod count and the PodGroup's minMember), the planner waits a
 short window for more, solves every complete gang jointly, and for each placed gang pins its
-pods with required node affinity on `kubernetes.io/hostname` and removes the gate
+pods with required node affinity on `kubernetes.io/hostname` (every pod of one task-spec to the
+set of nodes planned for that task-spec, see `placement.release`) and removes the gate
 `caldera.dev/placement`. Gangs that cannot be placed stay gated; their pods get a
 `caldera.dev/Placement` condition and their PodGroup an Event naming the constraint and tier.
 
@@ -50,6 +51,7 @@ from placement.release import (
     overdue_groups,
     planned_unbound,
     release_patch,
+    task_spec_hostnames,
 )
 from placement.snapshot import Snapshot
 from placement.solver import SolveOptions, solve
@@ -303,8 +305,10 @@ async def plan_round() -> Plan | None:
         namespace, group = gang.name.split("/", 1)
         if result.placed:
             GANGS.labels("placed").inc()
+            # One hostname set per task-spec: Volcano checks a task-spec's pods against its first pod.
+            hostnames = task_spec_hostnames([gated_pods[p] for p in result.assignments], result.assignments)
             for pod_name, node in result.assignments.items():
-                await _release(gated_pods[pod_name], node, now)
+                await _release(gated_pods[pod_name], node, now, hostnames.get(pod_name, [node]))
             for rr_name, reason in result.unplaced_role_replicas.items():
                 pods = [gated_pods[p.name] for rr in gang.role_replicas if rr.name == rr_name for p in rr.pods]
                 await _mark_unplaceable(pods, reason)
@@ -317,12 +321,12 @@ async def plan_round() -> Plan | None:
     return plan
 
 
-async def _release(pod: dict[str, Any], node: str, now: str) -> None:
+async def _release(pod: dict[str, Any], node: str, now: str, hostnames: list[str]) -> None:
     core = client.CoreV1Api(_api())
     meta = pod["metadata"]
     try:
         await asyncio.to_thread(core.patch_namespaced_pod, meta["name"], meta["namespace"],
-                                release_patch(pod, node, now))
+                                release_patch(pod, node, now, hostnames))
     except ApiException as exc:
         # 409/422: the pod changed since it was read (or is gone); the next round sees it afresh.
         log.warning("could not release pod", extra={"pod": pod_key(pod), "node": node, "status": exc.status,

@@ -2,9 +2,15 @@
 
 A gated pod may only be tightened: Kubernetes lets a pod that still has scheduling gates gain
 node affinity requirements (added to every existing term) and lose gates. One JSON patch adds
-`kubernetes.io/hostname In [node]`, records the planned node and time in annotations (so the
+`kubernetes.io/hostname In [nodes]`, records the planned node and time in annotations (so the
 capacity stays held and the deadline survives a restart) and removes Caldera's gate; a
 `test` on the resourceVersion makes it apply only to the pod that was planned.
+
+Every pod of one `volcano.sh/task-spec` (a Kthena role replica) gets the same hostname set: the
+nodes planned for all of them. Volcano v1.14.1 evaluates predicates once per task-spec with the
+first pod's allowed nodes, so pods of one task-spec pinned to different nodes would stay Pending.
+The set lies inside the planned domain, so the topology constraint holds whichever pod Volcano
+binds where; the annotation keeps each pod's own planned node.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ REASON_ANNOTATION = "caldera.dev/placement-reason"
 CONDITION_TYPE = "caldera.dev/Placement"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 GROUP_NAME_ANNOTATION = "scheduling.k8s.io/group-name"
+TASK_SPEC_ANNOTATION = "volcano.sh/task-spec"
 MODELSERVING_NAME_LABEL = "modelserving.volcano.sh/name"
 
 
@@ -32,11 +39,33 @@ def is_gated(pod: Mapping[str, Any]) -> bool:
     return any(g.get("name") == PLACEMENT_GATE for g in (pod.get("spec") or {}).get("schedulingGates") or [])
 
 
-def release_patch(pod: Mapping[str, Any], node: str, planned_at: str) -> list[dict[str, Any]]:
-    """JSON patch (RFC 6902) that pins `pod` to `node` and removes the placement gate."""
+def task_spec_hostnames(pods: Sequence[Mapping[str, Any]], assignments: Mapping[str, str]) -> dict[str, list[str]]:
+    """Pod name -> the sorted nodes planned for every pod of its task-spec in `assignments`.
+
+    Pods are grouped by (namespace, gang, task-spec); a pod without a task-spec keeps its own node.
+    """
+    groups: dict[tuple[str, str, str], set[str]] = {}
+    keys: dict[str, tuple[str, str, str]] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        name = meta.get("name")
+        if not name or name not in assignments:
+            continue
+        task = (meta.get("annotations") or {}).get(TASK_SPEC_ANNOTATION)
+        namespace, gang = group_key(pod)
+        key = (namespace, gang, task) if task else (namespace, gang, f"pod:{name}")
+        keys[name] = key
+        groups.setdefault(key, set()).add(assignments[name])
+    return {name: sorted(groups[key]) for name, key in keys.items()}
+
+
+def release_patch(pod: Mapping[str, Any], node: str, planned_at: str,
+                  hostnames: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """JSON patch (RFC 6902) that requires `pod` on one of `hostnames` (its task-spec's planned nodes,
+    default just `node`), records `node` as its own planned node and removes the placement gate."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
-    requirement = {"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}
+    requirement = {"key": HOSTNAME_LABEL, "operator": "In", "values": sorted({node, *hostnames})}
     ops: list[dict[str, Any]] = []
     if meta.get("resourceVersion"):
         ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})

@@ -15,6 +15,7 @@ from placement.release import (
     expected_pods,
     overdue_groups,
     release_patch,
+    task_spec_hostnames,
 )
 from topology.kube import PLANNED_NODE_ANNOTATION
 
@@ -42,6 +43,44 @@ def test_a_released_pod_requires_its_planned_hostname() -> None:
     pod = apply(gated_pod())
     assert required_terms(pod) == [{"matchExpressions": [
         {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-3"]}]}]
+
+
+def replica_pod(name: str, task_spec: str) -> dict[str, Any]:
+    pod = gated_pod()
+    pod["metadata"] = {**pod["metadata"], "name": name,
+                       "annotations": {"scheduling.k8s.io/group-name": "g", "volcano.sh/task-spec": task_spec}}
+    return pod
+
+
+def test_pods_of_one_role_replica_planned_on_two_nodes_get_identical_affinity_listing_both() -> None:
+    pods = [replica_pod("ms-prefill-0-entry", "prefill-0"), replica_pod("ms-prefill-0-worker-1", "prefill-0")]
+    assignments = {"ms-prefill-0-entry": "node-5", "ms-prefill-0-worker-1": "node-4"}
+    hostnames = task_spec_hostnames(pods, assignments)
+    released = [jsonpatch.apply_patch(copy.deepcopy(p), release_patch(
+        p, assignments[p["metadata"]["name"]], "t", hostnames[p["metadata"]["name"]])) for p in pods]
+    expected = [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-4", "node-5"]}]}]
+    assert [required_terms(p) for p in released] == [expected, expected]
+
+
+def test_each_pod_of_a_role_replica_keeps_its_own_planned_node_annotation() -> None:
+    pods = [replica_pod("a", "prefill-0"), replica_pod("b", "prefill-0")]
+    assignments = {"a": "node-5", "b": "node-4"}
+    hostnames = task_spec_hostnames(pods, assignments)
+    released = [jsonpatch.apply_patch(copy.deepcopy(p), release_patch(
+        p, assignments[p["metadata"]["name"]], "t", hostnames[p["metadata"]["name"]])) for p in pods]
+    assert [p["metadata"]["annotations"][PLANNED_NODE_ANNOTATION] for p in released] == ["node-5", "node-4"]
+
+
+def test_role_replicas_with_different_task_specs_get_their_own_node_sets() -> None:
+    pods = [replica_pod("a", "prefill-0"), replica_pod("b", "prefill-0"), replica_pod("c", "prefill-1")]
+    hostnames = task_spec_hostnames(pods, {"a": "node-0", "b": "node-1", "c": "node-4"})
+    assert hostnames == {"a": ["node-0", "node-1"], "b": ["node-0", "node-1"], "c": ["node-4"]}
+
+
+def test_pods_without_a_task_spec_keep_their_own_node() -> None:
+    pods = [gated_pod(), {**gated_pod(), "metadata": {**gated_pod()["metadata"], "name": "q"}}]
+    assert task_spec_hostnames(pods, {"p": "node-0", "q": "node-1"}) == {"p": ["node-0"], "q": ["node-1"]}
 
 
 def test_a_released_pod_loses_only_the_caldera_gate() -> None:
