@@ -7,6 +7,10 @@ max + 1 above every parentless HyperNode, so every set of nodes has a common anc
 Used capacity is tracked per node from the pods bound (or nominated) to it and summed
 incrementally into every ancestor domain, so `free(domain)` is O(resources), and adding or
 removing a pod or a node touches only the few ancestors of that node.
+
+A pod may arrive before its node (watches list pods and nodes independently, e.g. after a
+restart): it is held pending under the node's name and counted when the node is added, so the
+capacity it takes never looks free.
 """
 
 from __future__ import annotations
@@ -111,6 +115,9 @@ class Topology:
         self._domain_alloc: dict[str, Resources] = {ROOT: {}}
         self._domain_used: dict[str, Resources] = {ROOT: {}}
         self._pods: dict[str, tuple[str, Resources]] = {}
+        # Pods whose node is not in the graph yet: node name -> pod key -> request.
+        self._pending: dict[str, dict[str, Resources]] = {}
+        self._pending_node: dict[str, str] = {}  # pod key -> node name
         self._parent: dict[str, str] = {}
         self._children: dict[str, list[str]] = {}
         self._generation = 0
@@ -156,6 +163,9 @@ class Topology:
             for domain in self.ancestors(node.name):
                 self._domain_alloc[domain] = add(self._domain_alloc[domain], delta)
         self._generation += 1
+        for key, req in self._pending.pop(node.name, {}).items():
+            del self._pending_node[key]
+            self.add_pod(key, node.name, req)
 
     def remove_node(self, name: str) -> None:
         if name not in self.nodes:
@@ -237,9 +247,11 @@ class Topology:
         req = dict(request)
         if self._pods.get(key) == (node, req):
             return  # an update that changes nothing placement cares about
-        if key in self._pods:
+        if key in self._pods or key in self._pending_node:
             self.remove_pod(key)
         if node not in self.nodes:
+            self._pending.setdefault(node, {})[key] = req
+            self._pending_node[key] = node
             return
         self._pods[key] = (node, req)
         self._node_used[node] = add(self._node_used.get(node, {}), req)
@@ -248,6 +260,12 @@ class Topology:
         self._generation += 1
 
     def remove_pod(self, key: str) -> None:
+        pending_on = self._pending_node.pop(key, None)
+        if pending_on is not None:
+            waiting = self._pending[pending_on]
+            del waiting[key]
+            if not waiting:
+                del self._pending[pending_on]
         entry = self._pods.pop(key, None)
         if entry is None:
             return
@@ -259,8 +277,9 @@ class Topology:
         self._generation += 1
 
     def pod_node(self, key: str) -> str | None:
+        """The node `key` is counted on, or held pending for until that node is added."""
         entry = self._pods.get(key)
-        return entry[0] if entry else None
+        return entry[0] if entry else self._pending_node.get(key)
 
     # ----------------------------------------------------------------- queries
     def domains(self) -> list[str]:

@@ -139,3 +139,25 @@ def test_an_update_that_changes_nothing_keeps_the_generation() -> None:
     before = topo.generation
     topo.add_pod("default/a", "n0", {GPU: 1})
     assert topo.generation == before
+
+
+def test_a_pod_listed_before_its_node_is_counted_once_the_node_appears(small: Topology) -> None:
+    small.add_pod("default/early", "n4", {GPU: 5})
+    small.upsert_node(node("n4"))
+    assert small.node_used("n4")[GPU] == 5
+    assert small.free(ROOT)[GPU] == 35
+
+
+def test_a_pod_removed_before_its_node_appears_is_not_counted(small: Topology) -> None:
+    small.add_pod("default/early", "n4", {GPU: 5})
+    small.remove_pod("default/early")
+    small.upsert_node(node("n4"))
+    assert small.free(ROOT)[GPU] == 40
+
+
+def test_a_pod_moved_off_a_missing_node_is_counted_only_where_it_went(small: Topology) -> None:
+    small.add_pod("default/early", "n4", {GPU: 5})
+    small.add_pod("default/early", "n0", {GPU: 5})
+    small.upsert_node(node("n4"))
+    assert small.node_used("n4").get(GPU, 0) == 0
+    assert small.free(ROOT)[GPU] == 35
