@@ -72,6 +72,7 @@ class Route:
     lora_adapters: tuple[str, ...]
     rules: tuple[Rule, ...]
     rate_limit: Mapping[str, Any] | None = None
+    has_parent_refs: bool = False
 
     @property
     def key(self) -> str:
@@ -200,7 +201,8 @@ def compile_route(obj: Mapping[str, Any]) -> Route:
     if not rules:
         raise RouteConfigError(f"{where}: spec.rules must have at least one rule")
     return Route(namespace=namespace, name=name, created=created, model_name=model_name,
-                 lora_adapters=loras, rules=tuple(rules), rate_limit=spec.get("rateLimit"))
+                 lora_adapters=loras, rules=tuple(rules), rate_limit=spec.get("rateLimit"),
+                 has_parent_refs=bool(spec.get("parentRefs")))
 
 
 def compile_server(obj: Mapping[str, Any]) -> Server:
@@ -247,7 +249,9 @@ class RouteTable:
 
     @classmethod
     def build(cls, routes: Iterable[Route], servers: Iterable[Server]) -> RouteTable:
-        ordered = sorted(routes, key=lambda r: (r.created, r.namespace, r.name))
+        # Without Gateway API support, routes attached to a Gateway (parentRefs) are skipped, as
+        # Kthena's router does in its non-Gateway mode.
+        ordered = sorted((r for r in routes if not r.has_parent_refs), key=lambda r: (r.created, r.namespace, r.name))
         table = cls(routes=ordered, servers={s.key: s for s in servers})
         for route in ordered:
             if route.model_name:

@@ -170,3 +170,10 @@ def test_durations_parse_kubernetes_syntax(text, seconds):
 def test_bad_duration_names_where():
     with pytest.raises(RouteConfigError, match="trafficPolicy"):
         compile_server({"metadata": {"name": "s"}, "spec": {"trafficPolicy": {"timeout": "soon"}}})
+
+
+def test_routes_attached_to_a_gateway_are_skipped_without_gateway_support():
+    gw = compile_route({"metadata": {"name": "gw"}, "spec": {
+        "modelName": "chat", "parentRefs": [{"name": "my-gateway"}], "rules": [{"targetModels": to("s")}]}})
+    with pytest.raises(RequestError):
+        match(table([gw], [server("s")]), "chat", "/v1/completions", {})
