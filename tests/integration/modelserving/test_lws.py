@@ -30,16 +30,25 @@ LWS_CRD: dict[str, Any] = {
 
 
 @pytest.fixture
-def lws_crd(ms_env: Any) -> Iterator[Kube]:
-    """The upstream LWS CRD is only needed for its API; a schemaless stand-in serves the same objects."""
+def lws_crd(ms_env: Any, controller_proc: Any) -> Iterator[Kube]:
+    """The upstream LWS CRD is only needed for its API; a schemaless stand-in serves the same objects.
+
+    The controller serves LeaderWorkerSets only if their CRD exists when it starts (the shim is
+    opt-in by presence), so on a fresh cluster the session's controller is restarted once the CRD
+    is served, as an operator would after installing LWS."""
     kube = Kube(ms_env.api)
     path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    created = True
     try:
         kube.request("create", path, body=LWS_CRD, resource="customresourcedefinitions")
     except ApiException as exc:
         if exc.status != 409:
             raise
+        created = False
     ms_env.wait_until("LWS API served", lambda: _served(kube), timeout=60)
+    if created:
+        controller_proc.stop()
+        controller_proc.start()
     yield kube
 
 
