@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import xxhash
 
+from router.kvindex.matching import leading_matches
 from router.request import CHARS_PER_TOKEN
 
 
@@ -42,23 +43,7 @@ class ApproximateIndex:
 
     def match(self, hashes: Sequence[int]) -> dict[str, int]:
         """For each pod holding the first block: how many leading blocks it holds."""
-        if not hashes:
-            return {}
-        first = self._owners.get(hashes[0])
-        if not first:
-            return {}
-        counts = dict.fromkeys(first, 1)
-        alive = set(first)
-        for i in range(1, len(hashes)):
-            owners = self._owners.get(hashes[i])
-            if not owners:
-                break
-            alive &= owners
-            if not alive:
-                break
-            for pod in alive:
-                counts[pod] = i + 1
-        return counts
+        return leading_matches(self._owners, hashes)
 
     def set_capacity(self, pod: str, blocks: int) -> None:
         """Size a pod's LRU from its KV cache (num_gpu_blocks, scaled to our block size)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import xxhash
 
 from router.kvindex.events import AllBlocksCleared, BlockRemoved, BlockStored, Event
+from router.kvindex.matching import leading_matches
 
 ROOT_SEED = 1337
 
@@ -110,23 +111,7 @@ class KVEventIndex:
 
     def match(self, keys: Sequence[int]) -> dict[str, int]:
         """For each pod holding the first block: how many leading blocks it holds."""
-        if not keys:
-            return {}
-        first = self._owners.get(keys[0])
-        if not first:
-            return {}
-        counts = dict.fromkeys(first, 1)
-        alive = set(first)
-        for i in range(1, len(keys)):
-            owners = self._owners.get(keys[i])
-            if not owners:
-                break
-            alive &= owners
-            if not alive:
-                break
-            for pod in alive:
-                counts[pod] = i + 1
-        return counts
+        return leading_matches(self._owners, keys)
 
     def blocks_of(self, pod: str) -> int:
         state = self._pods.get(pod)
