@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -100,3 +102,20 @@ def release(local: LocalCluster, progress: Progress = print) -> bool:
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
+
+
+@contextmanager
+def private(directory: Path, topology: str = "small", label: str = "private_cluster") -> Iterator[LocalCluster]:
+    """A cluster of the caller's own in `directory`, up for the `with` block and down after it:
+    for tests whose pods must not share capacity (or cluster-wide webhooks) with others."""
+    cluster = Cluster(directory)
+
+    def progress(message: str) -> None:
+        print(f"[{label}] {message}", flush=True)
+
+    try:
+        cluster.up(topology, progress)
+        yield LocalCluster(dir=cluster.dir, kubeconfig=cluster.kubeconfig, prometheus_url=cluster.prometheus_url,
+                           server=cluster.server, topology=topology, cluster=cluster, started=True)
+    finally:
+        cluster.down(progress)

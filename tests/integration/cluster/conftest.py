@@ -10,24 +10,14 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from caldera.localcluster import wait
-from caldera.localcluster.cluster import Cluster
+from caldera.localcluster import session, wait
 from caldera.localcluster.session import LocalCluster
 
 
 @pytest.fixture(scope="module")
 def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("private-cluster"))
-
-    def progress(message: str) -> None:
-        print(f"[private_cluster] {message}", flush=True)
-
-    try:
-        cluster.up("small", progress)
-        yield LocalCluster(dir=cluster.dir, kubeconfig=cluster.kubeconfig, prometheus_url=cluster.prometheus_url,
-                           server=cluster.server, topology="small", cluster=cluster, started=True)
-    finally:
-        cluster.down(progress)
+    with session.private(tmp_path_factory.mktemp("private-cluster"), label="private_cluster") as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from caldera.localcluster.cluster import Cluster
+from caldera.localcluster import session
 from caldera.localcluster.session import LocalCluster
 from placement.model import Gang, PodRequest, RoleReplica, TopologyPolicy
 from placement.volcano_baseline import VolcanoConfig, volcano_allocate
@@ -49,17 +49,8 @@ REAL = _load("placement_cluster")
 
 @pytest.fixture(scope="module")
 def small_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("fidelity-cluster"))
-
-    def progress(message: str) -> None:
-        print(f"[fidelity_cluster] {message}", flush=True)
-
-    try:
-        cluster.up("small", progress)
-        yield LocalCluster(dir=cluster.dir, kubeconfig=cluster.kubeconfig, prometheus_url=cluster.prometheus_url,
-                           server=cluster.server, topology="small", cluster=cluster, started=True)
-    finally:
-        cluster.down(progress)
+    with session.private(tmp_path_factory.mktemp("fidelity-cluster"), label="fidelity_cluster") as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from caldera.localcluster.cluster import Cluster
+from caldera.localcluster import session
 from caldera.localcluster.session import LocalCluster
 
 pytestmark = pytest.mark.cluster
@@ -27,17 +27,8 @@ PLANNED = "caldera.dev/planned-node"
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """Overrides the shared session cluster for this module, so `placement_env` runs on a private one."""
-    cluster = Cluster(tmp_path_factory.mktemp("multinode-cluster"))
-
-    def progress(message: str) -> None:
-        print(f"[multinode_cluster] {message}", flush=True)
-
-    try:
-        cluster.up("small", progress)
-        yield LocalCluster(dir=cluster.dir, kubeconfig=cluster.kubeconfig, prometheus_url=cluster.prometheus_url,
-                           server=cluster.server, topology="small", cluster=cluster, started=True)
-    finally:
-        cluster.down(progress)
+    with session.private(tmp_path_factory.mktemp("multinode-cluster"), label="multinode_cluster") as cluster:
+        yield cluster
 
 
 def hostnames(pod: dict[str, Any]) -> list[str]:

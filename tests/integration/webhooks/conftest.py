@@ -25,8 +25,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from caldera.localcluster import wait
-from caldera.localcluster.cluster import Cluster
+from caldera.localcluster import session, wait
 from caldera.localcluster.session import LocalCluster
 from webhooks.kinds import BY_KIND
 
@@ -133,17 +132,8 @@ class Admission:
 
 @pytest.fixture(scope="session")
 def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("webhooks-cluster"))
-
-    def progress(message: str) -> None:
-        print(f"[webhooks private_cluster] {message}", flush=True)
-
-    try:
-        cluster.up("small", progress)
-        yield LocalCluster(dir=cluster.dir, kubeconfig=cluster.kubeconfig, prometheus_url=cluster.prometheus_url,
-                           server=cluster.server, topology="small", cluster=cluster, started=True)
-    finally:
-        cluster.down(progress)
+    with session.private(tmp_path_factory.mktemp("webhooks-cluster"), label="webhooks private_cluster") as cluster:
+        yield cluster
 
 
 def _registered(ctl: WebhookController, admission: Admission) -> bool:
