@@ -93,7 +93,7 @@ def install(api: client.ApiClient, modules: Iterable[CRDModule] = MODULES, timeo
         name = str(meta["name"])
         names.append(name)
         try:
-            ext.create_custom_resource_definition(crd)
+            ext.create_custom_resource_definition(crd)  # type: ignore[arg-type]  # a dict body is accepted
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -101,7 +101,8 @@ def install(api: client.ApiClient, modules: Iterable[CRDModule] = MODULES, timeo
     pending = set(names)
     while pending:
         for name in sorted(pending):
-            conditions = ext.read_custom_resource_definition(name).status.conditions or []
+            status = ext.read_custom_resource_definition(name).status
+            conditions = (status.conditions if status else None) or []
             if any(c.type == "Established" and c.status == "True" for c in conditions):
                 pending.discard(name)
         if not pending:
