@@ -9,6 +9,7 @@ from autoscaler.api import AutoscalingPolicy, AutoscalingPolicyBinding
 from caldera.k8s.types import KubeModel
 from modelserving.api import ModelServing
 from router.api import ModelRoute, ModelServer
+from router.providers.api import ExternalModelProvider
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,21 @@ RESOURCES: tuple[Resource, ...] = (
             PrinterColumn("Engine", "string", ".spec.inferenceEngine", "Inference engine used to serve the model"),
             PrinterColumn("Port", "integer", ".spec.workloadPort.port", "Model server port"),
             PrinterColumn("Protocol", "string", ".spec.workloadPort.protocol", "Model server protocol"),
+            AGE,
+        ),
+    ),
+    Resource(
+        kind="ExternalModelProvider",
+        group=NETWORKING,
+        version="v1alpha1",
+        plural="externalmodelproviders",
+        model=ExternalModelProvider,
+        short_names=("emp",),
+        printer_columns=(
+            PrinterColumn("Type", "string", ".spec.providerType", "Provider API type"),
+            PrinterColumn("BaseURL", "string", ".spec.baseURL", "Provider endpoint root"),
+            PrinterColumn("Ready", "string", ".status.conditions[?(@.type==\"Ready\")].status",
+                          "Whether the router can use the provider"),
             AGE,
         ),
     ),

@@ -30,6 +30,8 @@ from caldera.k8s.quantity import parse_quantity
 from caldera.k8s.types import parse_duration, resolve_int_or_percent
 from modelserving.api import ModelServing, PodTemplateSpec
 from router.api import ModelRoute, ModelServer, StringMatch
+from router.providers import adapters
+from router.providers.api import ExternalModelProvider
 from webhooks.errors import FieldError, Path, from_validation_error
 from webhooks.kinds import BY_KIND, resource_for
 
@@ -469,6 +471,27 @@ def validate_model_server(server: ModelServer) -> list[FieldError]:
     return errors
 
 
+def validate_external_model_provider(provider: ExternalModelProvider) -> list[FieldError]:
+    """Kthena's provider webhook: https-only base URL, safe static headers, a complete secretRef."""
+    spec = provider.spec
+    path = Path("spec")
+    errors = []
+    problem = adapters.base_url_problem(spec.base_url)
+    if problem:
+        errors.append(path.child("baseURL").error(problem))
+    for name, reason in adapters.header_problems(spec.headers):
+        errors.append(path.child("headers").key(name).error(reason))
+    if spec.auth is not None:
+        ref = path.child("auth").child("secretRef")
+        if not spec.auth.secret_ref.name:
+            errors.append(ref.child("name").error("secret name is required"))
+        if not spec.auth.secret_ref.key:
+            errors.append(ref.child("key").error("secret key is required"))
+        if spec.auth.secret_ref.optional:
+            errors.append(ref.child("optional").error("optional must be false or unset: the credential is required"))
+    return errors
+
+
 # ---------------------------------------------------------------- dispatch
 
 RULES: dict[str, Callable[[Any], list[FieldError]]] = {
@@ -477,6 +500,7 @@ RULES: dict[str, Callable[[Any], list[FieldError]]] = {
     "AutoscalingPolicyBinding": validate_autoscaling_policy_binding,
     "ModelRoute": validate_model_route,
     "ModelServer": validate_model_server,
+    "ExternalModelProvider": validate_external_model_provider,
 }
 
 
