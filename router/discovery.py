@@ -92,6 +92,7 @@ class Discovery:
         self.servers: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
         self._synced: set[str] = set()
+        self.required_kinds: set[str] = {"modelroutes", "modelservers", "pods"}  # synced before the first build
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -180,16 +181,20 @@ class Discovery:
 
     def _rebuild(self) -> None:
         self._pending = False
-        if len(self._synced) < 3:
+        if not self.required_kinds <= self._synced:
             return
         started = time.perf_counter()
         self.state.update(list(self.routes.values()), list(self.servers.values()),
-                          [pod_info(p) for p in list(self.pods.values())])
+                          [pod_info(p) for p in list(self.pods.values())], **self.extra_state())
         log.debug("routing state rebuilt", extra={"routes": len(self.routes), "servers": len(self.servers),
                                                    "pods": len(self.pods),
                                                    "ms": round((time.perf_counter() - started) * 1e3, 2)})
         if self.on_synced is not None:
             self.on_synced()
+
+    def extra_state(self) -> dict[str, Any]:
+        """More keyword arguments for `RouterState.update` (router.gateway adds InferencePools)."""
+        return {}
 
 
 def _key(obj: Mapping[str, Any]) -> str:
