@@ -246,7 +246,7 @@ class Router:
                          self._split_key(request, parsed), self.rng)
         ticket = await self.guard.enter(request, parsed, decision, self.state.endpoints_of(decision.server))
         outcome = Outcome()
-        self.metrics.active.inc()
+        self.metrics.in_flight += 1
         try:
             resp = await self._serve(request, parsed, decision, outcome)
         except RequestError as exc:
@@ -257,7 +257,7 @@ class Router:
             return _error(exc.status, f"upstream {exc.pod} failed: {exc.reason}", err_type="upstream_error",
                           code="upstream_error")
         finally:
-            self.metrics.active.dec()
+            self.metrics.in_flight -= 1
             self.guard.leave(ticket, outcome.completion_tokens)
             self._finish(request, parsed, decision, outcome, started)
         return resp

@@ -81,6 +81,7 @@ class Guard:
         self._limits: dict[str, ratelimit.RouteLimit | None] = {}
         self._pending: set[asyncio.Task[Any]] = set()
         self.held = 0
+        self.metrics.held.set_function(lambda: self.held)  # read when scraped, not set per request
         self._overload_logged = 0.0
 
     # ---- wiring --------------------------------------------------------------------------
@@ -142,7 +143,6 @@ class Guard:
                                 self._retry_after(), "server_error").response()
         self.held += 1
         self.drain.enter()
-        self.metrics.held.set(self.held)
         try:
             return await handler(request)
         except (asyncio.CancelledError, ConnectionResetError):
@@ -151,7 +151,6 @@ class Guard:
         finally:
             self.held -= 1
             self.drain.leave()
-            self.metrics.held.set(self.held)
 
     def begin_drain(self) -> None:
         self.drain.begin()
