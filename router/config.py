@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from router import filters as flt
 from router import pickers as pk
 from router.cost_model import CostModelScorer
+from router.gateway.settings import GatewaySettings
 from router.limits.auth import AuthConfig
 from router.limits.settings import FairnessConfig
 from router.resilience.settings import ResilienceConfig
@@ -59,6 +60,14 @@ class PDConfig(_Model):
     sglang_bootstrap_port: int = Field(8998, ge=1, le=65535, alias="sglangBootstrapPort")
 
 
+class ProvidersConfig(_Model):
+    """ExternalModelProvider targets. Cluster mode watches the providers and the Secrets labelled
+    as their credentials only when enabled (the Helm chart grants that read access only then)."""
+
+    enabled: bool = False
+    ca_file: str | None = Field(None, alias="caFile")  # extra CA bundle for provider TLS (private CA, proxy)
+
+
 class StaticEndpoint(_Model):
     name: str
     address: str = Field(pattern=r"^[^:/\s]+:\d+$")
@@ -90,7 +99,12 @@ class RouterConfig(_Model):
     model_routes: list[dict[str, Any]] = Field(default_factory=list, alias="modelRoutes")
     model_servers: list[dict[str, Any]] = Field(default_factory=list, alias="modelServers")
     endpoints: list[StaticEndpoint] = Field(default_factory=list)
+    providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
+    # Static mode: ExternalModelProvider objects and their credential Secrets (labelled, as in a cluster).
+    external_model_providers: list[dict[str, Any]] = Field(default_factory=list, alias="externalModelProviders")
+    secrets: list[dict[str, Any]] = Field(default_factory=list)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)  # Gateway API mode, router.gateway
     auth: AuthConfig | None = None
     fairness: FairnessConfig | None = None
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import xxhash
 
+from router.providers.provider import Provider
 from router.request import RequestError
 
 
@@ -42,8 +43,9 @@ class StringMatch:
 
 @dataclass(frozen=True)
 class Target:
-    server: str  # ModelServer name, in the route's namespace
+    server: str  # ModelServer name, in the route's namespace ("" for a provider)
     weight: int
+    provider: str = ""  # ExternalModelProvider name, in the route's namespace
 
 
 @dataclass(frozen=True)
@@ -185,14 +187,15 @@ def compile_route(obj: Mapping[str, Any]) -> Route:
             raise RouteConfigError(f"{rwhere}.targetModels: either every target sets a weight or none does")
         targets: list[Target] = []
         for j, t in enumerate(raw_targets):
-            server = t.get("modelServerName")
-            if not isinstance(server, str) or not server:
-                raise RouteConfigError(f"{rwhere}.targetModels[{j}].modelServerName is required")
+            server, provider = t.get("modelServerName") or "", t.get("externalModelProviderName") or ""
+            if not isinstance(server, str) or not isinstance(provider, str) or bool(server) == bool(provider):
+                raise RouteConfigError(f"{rwhere}.targetModels[{j}]: exactly one of modelServerName or "
+                                       "externalModelProviderName is required")
             weight = t.get("weight", 100)
             weight = 100 if weight is None else weight
             if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
                 raise RouteConfigError(f"{rwhere}.targetModels[{j}].weight: expected 0..100, got {weight!r}")
-            targets.append(Target(server=server, weight=weight))
+            targets.append(Target(server=server, weight=weight, provider=provider))
         total = sum(t.weight for t in targets)
         if total == 0:
             raise RouteConfigError(f"{rwhere}.targetModels: weights sum to 0")
@@ -246,13 +249,15 @@ class RouteTable:
     servers: dict[str, Server] = field(default_factory=dict)
     by_model: dict[str, list[Route]] = field(default_factory=dict)
     by_lora: dict[str, list[Route]] = field(default_factory=dict)
+    providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, routes: Iterable[Route], servers: Iterable[Server]) -> RouteTable:
+    def build(cls, routes: Iterable[Route], servers: Iterable[Server],
+              providers: Iterable[Provider] = ()) -> RouteTable:
         # Without Gateway API support, routes attached to a Gateway (parentRefs) are skipped, as
         # Kthena's router does in its non-Gateway mode.
         ordered = sorted((r for r in routes if not r.has_parent_refs), key=lambda r: (r.created, r.namespace, r.name))
-        table = cls(routes=ordered, servers={s.key: s for s in servers})
+        table = cls(routes=ordered, servers={s.key: s for s in servers}, providers={p.key: p for p in providers})
         for route in ordered:
             if route.model_name:
                 table.by_model.setdefault(route.model_name, []).append(route)
@@ -273,6 +278,16 @@ class RouteDecision:
     lora: str | None  # adapter name when the request is for a LoRA adapter
 
 
+@dataclass(frozen=True)
+class ProviderDecision:
+    """The request goes to an ExternalModelProvider outside the cluster, not to engine pods."""
+
+    route: Route
+    rule: Rule
+    provider: Provider
+    upstream_model: str
+
+
 def split_point(key: str | None, salt: str, rng: random.Random | None = None) -> float:
     """A number in [0, 1) that picks the canary side: stable for a key, uniform otherwise."""
     if key is None:
@@ -291,7 +306,7 @@ def pick_target(rule: Rule, point: float) -> Target:
 
 
 def match(table: RouteTable, model: str, path: str, headers: Mapping[str, str],
-          split_key: str | None = None, rng: random.Random | None = None) -> RouteDecision:
+          split_key: str | None = None, rng: random.Random | None = None) -> RouteDecision | ProviderDecision:
     """The first matching rule of the oldest route for the model, then a weighted target.
 
     `headers` must have lower-case names. `split_key` pins the canary side (session/user);
@@ -307,6 +322,12 @@ def match(table: RouteTable, model: str, path: str, headers: Mapping[str, str],
             if not rule.matches(model, path, headers):
                 continue
             target = pick_target(rule, split_point(split_key, route.key, rng))
+            if target.provider:
+                provider = table.providers.get(f"{route.namespace}/{target.provider}")
+                if provider is None:
+                    break  # as an unresolved ModelServer: try the next route
+                return ProviderDecision(route=route, rule=rule, provider=provider,
+                                        upstream_model=provider.upstream_model(model))
             server = table.servers.get(f"{route.namespace}/{target.server}")
             if server is None:
                 break  # destination does not resolve: try the next route, as Kthena does

@@ -30,11 +30,13 @@ from router.kvindex.approximate import ApproximateIndex
 from router.kvindex.precise import KVEventIndex
 from router.kvindex.subscriber import SubscriberPool
 from router.metrics import RouterMetrics
+from router.providers.provider import compile_providers
+from router.providers.proxy import ProviderProxy
 from router.request import CHAT_COMPLETIONS, COMPLETIONS, ParsedRequest, RequestError, parse_request
 from router.resilience import failover, migration
 from router.resilience.guard import Guard
 from router.resilience.retry import policy_for
-from router.routing import RouteDecision, match
+from router.routing import ProviderDecision, RouteDecision, match
 from router.scheduling import Decision, Profile, SchedulingContext, Signals
 from router.scrape import scrape_loop
 from router.state import PodInfo, RouterState
@@ -95,6 +97,8 @@ class Router:
         self.guard = Guard(config.resilience, self.metrics.registry, config.auth, config.fairness)
         self.app = self._build_app()
         self.guard.install(self.app)
+        self.providers = ProviderProxy(self, config.providers.ca_file)
+        self.providers.install(self.app)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -141,7 +145,8 @@ class Router:
         pods = [PodInfo(name=e.name, namespace=e.namespace, ip=None, labels=e.labels, address=e.address,
                         kv_events=e.kv_events, kv_replay=e.kv_replay, bootstrap_port=e.bootstrap_port)
                 for e in cfg.endpoints]
-        self.state.update(cfg.model_routes, cfg.model_servers, pods)
+        self.state.update(cfg.model_routes, cfg.model_servers, pods,
+                          providers=compile_providers(cfg.external_model_providers, cfg.secrets))
         self.ready = True
 
     def _endpoint_added(self, ep: Endpoint) -> None:
@@ -244,6 +249,8 @@ class Router:
         parsed = parse_request(request.path, raw, headers)
         decision = match(self.state.table, parsed.model, request.path, headers,
                          self._split_key(request, parsed), self.rng)
+        if isinstance(decision, ProviderDecision):  # a hosted API outside the cluster: no pods to pick
+            return await self.providers.serve(request, parsed.path, parsed.body, parsed.raw, decision, started)
         ticket = await self.guard.enter(request, parsed, decision, self.state.endpoints_of(decision.server))
         outcome = Outcome()
         self.metrics.in_flight += 1

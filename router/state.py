@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from router.api import ModelRoute, ModelServer
 from router.endpoints import Endpoint
+from router.providers.provider import Provider
 from router.routing import RouteConfigError, RouteTable, Server, compile_route, compile_server
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class RouterState:
     generation: int = 0
 
     def update(self, routes: Iterable[Mapping[str, Any]], servers: Iterable[Mapping[str, Any]],
-               pods: Iterable[PodInfo]) -> None:
+               pods: Iterable[PodInfo], providers: Iterable[Provider] = ()) -> None:
         errors: list[str] = []
         compiled_routes = []
         for obj in routes:
@@ -64,7 +65,7 @@ class RouterState:
                 errors.append(str(exc))
         for e in errors:
             log.warning("ignoring invalid object", extra={"reason": e})
-        table = RouteTable.build(compiled_routes, compiled_servers)
+        table = RouteTable.build(compiled_routes, compiled_servers, providers)
         ready = [p for p in pods if p.ready and (p.ip or p.address)]
         new_endpoints: dict[str, Endpoint] = {}
         members: dict[str, list[str]] = {}
@@ -117,12 +118,14 @@ class RouterState:
             "generation": self.generation,
             "errors": self.errors,
             "routes": [{"key": r.key, "modelName": r.model_name, "loraAdapters": list(r.lora_adapters),
-                        "rules": [{"name": rule.name, "targets": [[x.server, x.weight] for x in rule.targets]}
+                        "rules": [{"name": rule.name, "targets": [[x.server or x.provider, x.weight] for x in rule.targets]}
                                   for rule in r.rules]} for r in t.routes],
             "servers": [{"key": s.key, "model": s.model, "engine": s.engine, "pd": s.pd_group is not None,
                          "kvConnector": s.kv_connector, "endpoints": self.members.get(s.key, [])}
                         for s in t.servers.values()],
             "endpoints": [e.snapshot() for e in self.endpoints.values()],
+            "providers": [{"key": p.key, "type": p.provider_type, "baseURL": p.base_url, "model": p.model,
+                           "ready": p.ready, "reason": p.not_ready_reason} for p in t.providers.values()],
         }
 
 

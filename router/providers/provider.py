@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,3 +152,9 @@ def compile_provider(obj: Mapping[str, Any], secrets: Mapping[str, Mapping[str, 
 def secret_key_of(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace') or 'default'}/{meta.get('name', '')}"
+
+
+def compile_providers(objects: Iterable[Mapping[str, Any]], secrets: Iterable[Mapping[str, Any]]) -> list[Provider]:
+    """Every provider compiled against the labelled Secrets among `secrets`."""
+    labelled = {secret_key_of(s): s for s in secrets if is_credential_secret(s)}
+    return [compile_provider(obj, labelled) for obj in objects]
