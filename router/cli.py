@@ -9,6 +9,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from router import debug
 from router.config import RouterConfig, load_config
 from router.server import Router
 
@@ -18,27 +19,49 @@ log = logging.getLogger("caldera.router")
 async def serve(config: RouterConfig, kubeconfig: str | None = None, cluster: bool = False,
                 namespace: str | None = None) -> None:
     router = Router(config)
+    gateway = None
+    if config.gateway.enabled:
+        from router.gateway.mode import GatewayMode
+
+        gateway = GatewayMode(router, config.gateway)
     if cluster:
         from router.discovery import Discovery
 
-        discovery = Discovery(router.state, kubeconfig=kubeconfig, namespace=namespace,
-                              on_synced=lambda: setattr(router, "ready", True))
+        if gateway is not None:
+            from router.gateway.discovery import GatewayDiscovery
+
+            discovery: Discovery = GatewayDiscovery(router.state, gateway, kubeconfig=kubeconfig,
+                                                    namespace=namespace,
+                                                    on_synced=lambda: setattr(router, "ready", True))
+        else:
+            discovery = Discovery(router.state, kubeconfig=kubeconfig, namespace=namespace,
+                                  on_synced=lambda: setattr(router, "ready", True))
         router.app.on_startup.append(lambda app: discovery.start())
         router.app.on_cleanup.append(lambda app: discovery.stop())
+        source = debug.discovery_source(discovery)
     else:
-        router.load_static()
+        if gateway is not None:
+            gateway.load_static()
+        else:
+            router.load_static()
+        source = debug.static_source(router)
+    debug.ConfigDump(router, source, gateway).install(router.app)
     # Signals drain (router.resilience.drain); a client that goes away cancels its handler,
     # which closes the upstream connection so the engine aborts the request.
     runner = web.AppRunner(router.app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
     await site.start()
+    if gateway is not None:
+        await gateway.bind(runner)  # one more server per Gateway listener port
     log.info("router listening", extra={"host": config.host, "port": config.port, "profile": config.profile,
                                         "mode": "cluster" if cluster else "static"})
     print(f"caldera router listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
     try:
         await router.guard.drain.run_until_signalled(on_signal=router.guard.begin_drain)
     finally:
+        if gateway is not None:
+            await gateway.close()
         await runner.cleanup()
 
 
@@ -59,9 +82,14 @@ async def serve(config: RouterConfig, kubeconfig: str | None = None, cluster: bo
 @click.option("--no-kv-events", is_flag=True, help="Do not subscribe to engines' KV events.")
 @click.option("--no-access-log", is_flag=True, help="Disable the JSON access log.")
 @click.option("--seed", type=int, default=None, help="Random seed for pickers and canary splits.")
+@click.option("--enable-gateway-api", is_flag=True,
+              help="Gateway API mode: watch Gateways; ModelRoutes with parentRefs serve on their listeners.")
+@click.option("--enable-gateway-api-inference-extension", is_flag=True,
+              help="Also watch HTTPRoutes and InferencePools (implies --enable-gateway-api).")
 def router_command(config_path: str | None, kubeconfig: str | None, in_cluster: bool, namespace: str | None,
                    host: str | None, port: int | None, profile: str | None, metrics_interval: float | None,
-                   tokenizer: str | None, no_kv_events: bool, no_access_log: bool, seed: int | None) -> None:
+                   tokenizer: str | None, no_kv_events: bool, no_access_log: bool, seed: int | None,
+                   enable_gateway_api: bool, enable_gateway_api_inference_extension: bool) -> None:
     """Run the OpenAI-compatible, KV-cache-aware router."""
     overrides: dict[str, Any] = {"host": host, "port": port, "profile": profile,
                                  "metricsInterval": metrics_interval, "tokenizer": tokenizer, "seed": seed}
@@ -73,6 +101,12 @@ def router_command(config_path: str | None, kubeconfig: str | None, in_cluster: 
         config = load_config(config_path, overrides)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+    if enable_gateway_api or enable_gateway_api_inference_extension:
+        config.gateway = config.gateway.model_validate({
+            **config.gateway.model_dump(by_alias=True),
+            "enableGatewayAPI": enable_gateway_api or config.gateway.enable_gateway_api,
+            "enableGatewayAPIInferenceExtension": enable_gateway_api_inference_extension
+            or config.gateway.enable_inference_extension})
     cluster = bool(kubeconfig or in_cluster)
     if not cluster and config_path is None:
         raise click.UsageError("give --config FILE (static mode) or --kubeconfig/--in-cluster (cluster mode)")

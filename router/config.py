@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from router import filters as flt
 from router import pickers as pk
 from router.cost_model import CostModelScorer
+from router.gateway.settings import GatewaySettings
 from router.limits.auth import AuthConfig
 from router.limits.settings import FairnessConfig
 from router.resilience.settings import ResilienceConfig
@@ -103,6 +104,7 @@ class RouterConfig(_Model):
     external_model_providers: list[dict[str, Any]] = Field(default_factory=list, alias="externalModelProviders")
     secrets: list[dict[str, Any]] = Field(default_factory=list)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)  # Gateway API mode, router.gateway
     auth: AuthConfig | None = None
     fairness: FairnessConfig | None = None
 

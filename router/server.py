@@ -88,6 +88,8 @@ class Router:
         self.recent: deque[dict[str, Any]] = deque(maxlen=64)
         self.access_log = AccessLog() if config.access_log else None
         self.ready = False
+        # Gateway mode (router.gateway) routes by listener, ModelRoute parentRefs and HTTPRoutes.
+        self.route_hook: Callable[[web.Request, ParsedRequest], RouteDecision | ProviderDecision] | None = None
         self.session: aiohttp.ClientSession | None = None
         self.pool = UpstreamPool()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -140,13 +142,14 @@ class Router:
         if self.session is not None:
             await self.session.close()
 
-    def load_static(self) -> None:
+    def load_static(self, **extra: Any) -> None:
+        """Routes, servers and endpoints from the config; `extra` goes to RouterState.update."""
         cfg = self.config
         pods = [PodInfo(name=e.name, namespace=e.namespace, ip=None, labels=e.labels, address=e.address,
                         kv_events=e.kv_events, kv_replay=e.kv_replay, bootstrap_port=e.bootstrap_port)
                 for e in cfg.endpoints]
-        self.state.update(cfg.model_routes, cfg.model_servers, pods,
-                          providers=compile_providers(cfg.external_model_providers, cfg.secrets))
+        extra.setdefault("providers", compile_providers(cfg.external_model_providers, cfg.secrets))
+        self.state.update(cfg.model_routes, cfg.model_servers, pods, **extra)
         self.ready = True
 
     def _endpoint_added(self, ep: Endpoint) -> None:
@@ -247,8 +250,9 @@ class Router:
         raw = await request.read()
         headers = request.headers  # case-insensitive; rule header names are lower-case
         parsed = parse_request(request.path, raw, headers)
-        decision = match(self.state.table, parsed.model, request.path, headers,
-                         self._split_key(request, parsed), self.rng)
+        hook = self.route_hook
+        decision = hook(request, parsed) if hook is not None else match(
+            self.state.table, parsed.model, request.path, headers, self._split_key(request, parsed), self.rng)
         if isinstance(decision, ProviderDecision):  # a hosted API outside the cluster: no pods to pick
             return await self.providers.serve(request, parsed.path, parsed.body, parsed.raw, decision, started)
         ticket = await self.guard.enter(request, parsed, decision, self.state.endpoints_of(decision.server))
@@ -285,6 +289,7 @@ class Router:
                 "prompt_tokens": outcome.prompt_tokens, "completion_tokens": outcome.completion_tokens,
                 "cached_fraction": round(outcome.cached_fraction, 3), "stream": parsed.stream,
                 "request_id": request.headers.get("x-request-id"),
+                "gateway": getattr(decision, "gateway", None),
             })
 
     def _schedule(self, ctx: SchedulingContext, endpoints: list[Endpoint], server_key: str) -> Decision:
@@ -309,7 +314,11 @@ class Router:
         outcome.prompt_tokens = ctx.prompt_tokens
         if server.pd_group is not None:
             return await self._serve_pd(request, parsed, rd, ctx, outcome)
-        decision = self._schedule(ctx, self.state.endpoints_of(server), server.key)
+        eps = self.state.endpoints_of(server)
+        subset = getattr(rd, "subset", None)  # EPP x-gateway-destination-endpoint[-subset] (router.gateway)
+        if subset is not None:
+            eps = [e for e in eps if e.address in subset]
+        decision = self._schedule(ctx, eps, server.key)
         self._remember(parsed, decision)
         body = parsed.with_model(rd.upstream_model)
         res = self.config.resilience

@@ -47,7 +47,9 @@ class RouterState:
     generation: int = 0
 
     def update(self, routes: Iterable[Mapping[str, Any]], servers: Iterable[Mapping[str, Any]],
-               pods: Iterable[PodInfo], providers: Iterable[Provider] = ()) -> None:
+               pods: Iterable[PodInfo], providers: Iterable[Provider] = (), pools: Iterable[Server] = ()) -> None:
+        """Rebuild from plain data. `pools` (InferencePools, compiled by router.gateway) select
+        endpoints as ModelServers do, one endpoint per target port."""
         errors: list[str] = []
         compiled_routes = []
         for obj in routes:
@@ -65,6 +67,7 @@ class RouterState:
                 errors.append(str(exc))
         for e in errors:
             log.warning("ignoring invalid object", extra={"reason": e})
+        compiled_servers.extend(pools)
         table = RouteTable.build(compiled_routes, compiled_servers, providers)
         ready = [p for p in pods if p.ready and (p.ip or p.address)]
         new_endpoints: dict[str, Endpoint] = {}
@@ -73,22 +76,24 @@ class RouterState:
             for pod in ready:
                 if not server.selects(pod.namespace, pod.labels):
                     continue
-                address = pod.address or f"{pod.ip}:{server.port or DEFAULT_PORTS[server.engine]}"
-                name = f"{pod.namespace}/{pod.name}"
-                existing = new_endpoints.get(name)
-                if existing is not None and existing.address != address:
-                    name = f"{name}:{address.rsplit(':', 1)[1]}"
-                ep = new_endpoints.get(name) or self._reuse(name, address)
-                ep.server = server.key
-                ep.engine = server.engine
-                ep.labels = dict(pod.labels)
-                ep.role = server.role_of(pod.labels)
-                ep.pd_group = pod.labels.get(server.pd_group.group_key) if server.pd_group else None
-                ep.kv_events = pod.kv_events
-                ep.kv_replay = pod.kv_replay
-                ep.bootstrap_port = pod.bootstrap_port
-                new_endpoints[name] = ep
-                members.setdefault(server.key, []).append(name)
+                ports = getattr(server, "pool_ports", None) or (server.port or DEFAULT_PORTS[server.engine],)
+                for port in ports:
+                    address = pod.address or f"{pod.ip}:{port}"
+                    name = f"{pod.namespace}/{pod.name}"
+                    existing = new_endpoints.get(name)
+                    if existing is not None and existing.address != address:
+                        name = f"{name}:{address.rsplit(':', 1)[1]}"
+                    ep = new_endpoints.get(name) or self._reuse(name, address)
+                    ep.server = server.key
+                    ep.engine = server.engine
+                    ep.labels = dict(pod.labels)
+                    ep.role = server.role_of(pod.labels)
+                    ep.pd_group = pod.labels.get(server.pd_group.group_key) if server.pd_group else None
+                    ep.kv_events = pod.kv_events
+                    ep.kv_replay = pod.kv_replay
+                    ep.bootstrap_port = pod.bootstrap_port
+                    new_endpoints[name] = ep
+                    members.setdefault(server.key, []).append(name)
         for name, old in self.endpoints.items():
             if name not in new_endpoints or new_endpoints[name] is not old:
                 for cb in self.on_removed:

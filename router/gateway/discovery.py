@@ -1,0 +1,104 @@
+"""Cluster mode with Gateway API: also watch Gateway, HTTPRoute and InferencePool.
+
+The extra watches are informers like the base ones (router.discovery) and feed the same
+debounced, level-triggered rebuild, so the order in which objects arrive (an HTTPRoute before
+its Gateway, a router restarted with everything in place) never matters. A kind whose CRD is
+not installed is logged once, counts as synced and empty, and is probed again periodically:
+the router keeps serving ModelRoutes and picks the CRD up when it appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from caldera.kube import api_client
+from router.discovery import Discovery
+from router.gateway.mode import GatewayMode
+from router.gateway.objects import GATEWAY_GROUP, GATEWAY_VERSION, INFERENCE_GROUP, INFERENCE_VERSION
+from router.state import RouterState
+
+log = logging.getLogger(__name__)
+
+CRD_PROBE_INTERVAL_S = 15.0
+
+# kind (plural) -> (group, version, CRD name)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "gateways": (GATEWAY_GROUP, GATEWAY_VERSION, f"gateways.{GATEWAY_GROUP}"),
+    "httproutes": (GATEWAY_GROUP, GATEWAY_VERSION, f"httproutes.{GATEWAY_GROUP}"),
+    "inferencepools": (INFERENCE_GROUP, INFERENCE_VERSION, f"inferencepools.{INFERENCE_GROUP}"),
+}
+
+
+class GatewayDiscovery(Discovery):
+    def __init__(self, state: RouterState, mode: GatewayMode, kubeconfig: str | None = None,
+                 namespace: str | None = None, on_synced: Callable[[], None] | None = None,
+                 debounce_s: float = 0.05) -> None:
+        super().__init__(state, kubeconfig=kubeconfig, namespace=namespace, on_synced=on_synced,
+                         debounce_s=debounce_s)
+        self.mode = mode
+        self.kinds = ["gateways"]
+        if mode.settings.enable_inference_extension:
+            self.kinds += ["httproutes", "inferencepools"]
+        self.caches: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.kinds}
+        self.required_kinds |= set(self.kinds)
+        self.status_writer: Any = None  # router.gateway.status.StatusWriter, set by the caller
+
+    async def start(self) -> None:
+        await super().start()
+        api = api_client(self.kubeconfig)
+        custom = client.CustomObjectsApi(api)
+        ns = self.namespace
+        for kind in self.kinds:
+            group, version, crd = KINDS[kind]
+
+            def lister(group: str = group, version: str = version, plural: str = kind) -> Callable[..., Any]:
+                if ns:
+                    return lambda **kw: custom.list_namespaced_custom_object(group, version, ns, plural, **kw)
+                return lambda **kw: custom.list_cluster_custom_object(group, version, plural, **kw)
+
+            t = threading.Thread(target=self._watch_optional, args=(kind, crd, lister(), self.caches[kind]),
+                                 name=f"watch-{kind}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _watch_optional(self, kind: str, crd: str, list_fn: Callable[..., Any],
+                        cache: dict[str, dict[str, Any]]) -> None:
+        """Watch `kind` once its CRD is served; until then it is empty (and logged once)."""
+        while not self._stop.is_set():
+            try:
+                list_fn(limit=1)
+            except ApiException as exc:
+                if exc.status != 404:
+                    log.warning("cannot list Gateway API objects", extra={"kind": kind, "reason": str(exc.reason)})
+                    self._stop.wait(2.0)
+                    continue
+                if kind not in self.mode.absent_kinds:
+                    self.mode.absent_kinds.add(kind)
+                    log.warning(f"CRD {crd} is not installed: no {kind} until it is; ModelRoutes are served "
+                                "as usual", extra={"kind": kind, "crd": crd})
+                cache.clear()
+                self._changed(kind, synced=True)
+                self._stop.wait(CRD_PROBE_INTERVAL_S)
+                continue
+            except Exception as exc:  # the API server is unreachable: retry, as the base informers do
+                log.warning("watch error", extra={"kind": kind, "reason": repr(exc)})
+                self._stop.wait(2.0)
+                continue
+            if kind in self.mode.absent_kinds:
+                self.mode.absent_kinds.discard(kind)
+                log.info(f"CRD {crd} is installed: watching {kind}", extra={"kind": kind})
+            self._watch(kind, list_fn, cache)  # returns only on stop
+
+    def extra_state(self) -> dict[str, Any]:
+        c = self.caches
+        pools = self.mode.update(list(self.routes.values()), list(c["gateways"].values()),
+                                 list(c.get("httproutes", {}).values()), list(c.get("inferencepools", {}).values()))
+        if self.status_writer is not None:
+            self.status_writer.submit()
+        return {"pools": pools}

@@ -1,0 +1,107 @@
+"""Gateway mode wired into a running router: the compiled tables, the request hook, listeners.
+
+`GatewayMode.update` is called with the raw objects on every rebuild (cluster discovery or
+static config); it compiles them, swaps the tables in one assignment and reconciles the
+listener ports. `GatewayMode.route` is the router's `route_hook`: it reads the local port,
+Host, path, method, headers and query of the request and returns the routing decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from router.api import ModelRoute
+from router.gateway.listeners import ListenerManager
+from router.gateway.matching import GatewayRouter, RequestFacts
+from router.gateway.objects import PoolServer
+from router.gateway.settings import GatewaySettings
+from router.gateway.table import GatewayTable
+from router.request import ParsedRequest
+from router.routing import ProviderDecision, Route, RouteConfigError, RouteDecision, compile_route
+
+if TYPE_CHECKING:
+    from router.server import Router
+
+log = logging.getLogger(__name__)
+
+
+class GatewayMode:
+    def __init__(self, router: Router, settings: GatewaySettings) -> None:
+        self.router = router
+        self.settings = settings
+        cfg = router.config
+        self.listeners = ListenerManager(cfg.host, cfg.port)
+        self.table = GatewayTable(class_names=tuple(settings.class_names),
+                                  inference_extension=settings.enable_inference_extension)
+        self.matcher = GatewayRouter(self.table, [], cfg.port)
+        self.raw: dict[str, list[Mapping[str, Any]]] = {"gateways": [], "httproutes": [], "inferencepools": []}
+        self.absent_kinds: set[str] = set()  # CRDs not installed in the cluster
+        self._tasks: set[asyncio.Task[None]] = set()
+        router.route_hook = self.route
+
+    # ---- configuration ---------------------------------------------------------------------
+
+    def update(self, model_routes: Iterable[Mapping[str, Any]], gateways: Iterable[Mapping[str, Any]],
+               http_routes: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]]) -> list[PoolServer]:
+        """Compile the Gateway objects; return the InferencePools for `RouterState.update`."""
+        routes, gws, hrs, ips = list(model_routes), list(gateways), list(http_routes), list(pools)
+        s = self.settings
+        table = GatewayTable.build(gws, hrs, ips, routes, class_names=s.class_names,
+                                   inference_extension=s.enable_inference_extension)
+        attached: list[Route] = []
+        for obj in routes:
+            if not (obj.get("spec") or {}).get("parentRefs"):
+                continue
+            try:
+                ModelRoute.model_validate(obj)
+                attached.append(compile_route(obj))
+            except (RouteConfigError, ValueError) as exc:
+                table.errors.append(str(exc))
+        for error in table.errors:
+            log.warning("ignoring invalid Gateway API object", extra={"reason": error})
+        self.raw = {"gateways": gws, "httproutes": hrs, "inferencepools": ips}
+        self.table = table
+        self.matcher = GatewayRouter(table, attached, self.router.config.port)
+        self._reconcile_listeners()
+        return list(table.pools.values())
+
+    def load_static(self) -> None:
+        """Static mode: the Gateway objects come from the config file."""
+        cfg, s = self.router.config, self.settings
+        pools = self.update(cfg.model_routes, s.gateways, s.http_routes, s.inference_pools)
+        self.router.load_static(pools=pools)
+
+    def _reconcile_listeners(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving yet: bind() opens the ports
+        task = loop.create_task(self.listeners.reconcile(self.table.ports()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def bind(self, runner: web.AppRunner) -> None:
+        await self.listeners.reconcile(self.table.ports())
+        await self.listeners.bind(runner)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.listeners.close()
+
+    # ---- requests --------------------------------------------------------------------------
+
+    def route(self, request: web.Request, parsed: ParsedRequest) -> RouteDecision | ProviderDecision:
+        sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+        port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+        facts = RequestFacts.of(port, request.host, request.path, request.method, request.headers, request.query)
+        router = self.router
+        return self.matcher.decide(router.state.table, facts, parsed.model, router._split_key(request, parsed),
+                                   router.rng)

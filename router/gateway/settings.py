@@ -1,0 +1,37 @@
+"""Typed configuration of Gateway API mode (the `gateway:` section of the router config)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from router.gateway.table import DEFAULT_CLASS_NAMES
+
+
+class GatewaySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    # Kthena: --enable-gateway-api. ModelRoutes with parentRefs serve on their Gateway's listeners.
+    enable_gateway_api: bool = Field(False, alias="enableGatewayAPI")
+    # Kthena: --enable-gateway-api-inference-extension. HTTPRoute -> InferencePool; implies the above.
+    enable_inference_extension: bool = Field(False, alias="enableGatewayAPIInferenceExtension")
+    # Gateways of these GatewayClass names are served; others are left to other controllers.
+    class_names: list[str] = Field(default_factory=lambda: list(DEFAULT_CLASS_NAMES), alias="gatewayClassNames",
+                                   min_length=1)
+    # Write Accepted/Programmed (Gateway) and Accepted/ResolvedRefs (HTTPRoute) status in cluster mode.
+    write_status: bool = Field(True, alias="writeStatus")
+    # Static mode (no cluster): the objects themselves, as they would be applied.
+    gateways: list[dict[str, Any]] = Field(default_factory=list)
+    http_routes: list[dict[str, Any]] = Field(default_factory=list, alias="httpRoutes")
+    inference_pools: list[dict[str, Any]] = Field(default_factory=list, alias="inferencePools")
+
+    @model_validator(mode="after")
+    def _extension_needs_gateways(self) -> GatewaySettings:
+        if self.enable_inference_extension:
+            self.enable_gateway_api = True  # HTTPRoutes attach to Gateways: one needs the other
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.enable_gateway_api

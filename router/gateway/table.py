@@ -1,0 +1,160 @@
+"""The compiled Gateway view: listeners by port, HTTPRoute rules attached to each listener in
+Gateway API precedence order, InferencePools, and the Gateway parents of ModelRoutes.
+
+Built from the full caches on every change (level-triggered, like `RouteTable`), so the order
+in which Gateways, HTTPRoutes and pools arrive never matters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.gateway.objects import (
+    Gateway,
+    HTTPRoute,
+    HTTPRouteRule,
+    Listener,
+    ParentRef,
+    PoolServer,
+    RouteMatch,
+    compile_gateway,
+    compile_http_route,
+    compile_parent_refs,
+    compile_pool,
+    wildcard_match,
+)
+from router.routing import RouteConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLASS_NAMES = ("kthena-router", "caldera-router")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One HTTPRoute match, as a candidate for a request on one listener."""
+
+    route: HTTPRoute
+    rule: HTTPRouteRule
+    match: RouteMatch
+    match_index: int
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (tuple(-x for x in self.match.precedence()), self.route.created, self.route.key,
+                self.rule.index, self.match_index)
+
+
+def hosts_intersect(listener_host: str | None, route_hosts: tuple[str, ...]) -> bool:
+    if listener_host is None or not route_hosts:
+        return True
+    return any(h == listener_host or wildcard_match(listener_host, h) or wildcard_match(h, listener_host)
+               or (h.startswith("*.") and listener_host.startswith("*.")
+                   and (h.endswith(listener_host[1:]) or listener_host.endswith(h[1:])))
+               for h in route_hosts)
+
+
+def _listener_id(listener: Listener) -> tuple[str, str]:
+    return (listener.gateway, listener.name)
+
+
+@dataclass
+class GatewayTable:
+    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+    inference_extension: bool = False
+    gateways: dict[str, Gateway] = field(default_factory=dict)  # ours only, by namespace/name
+    ignored_gateways: list[str] = field(default_factory=list)  # other classes
+    http_routes: dict[str, HTTPRoute] = field(default_factory=dict)
+    pools: dict[str, PoolServer] = field(default_factory=dict)  # by namespace/name
+    by_port: dict[int, tuple[Listener, ...]] = field(default_factory=dict)
+    entries: dict[tuple[str, str], tuple[Entry, ...]] = field(default_factory=dict)
+    attached_routes: dict[str, list[str]] = field(default_factory=dict)  # HTTPRoute key -> listener ids
+    modelroute_parents: dict[str, tuple[ParentRef, ...]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, gateways: Iterable[Mapping[str, Any]], http_routes: Iterable[Mapping[str, Any]] = (),
+              pools: Iterable[Mapping[str, Any]] = (), model_routes: Iterable[Mapping[str, Any]] = (),
+              class_names: Iterable[str] = DEFAULT_CLASS_NAMES, inference_extension: bool = False) -> GatewayTable:
+        t = cls(class_names=tuple(class_names), inference_extension=inference_extension)
+        for obj in gateways:
+            try:
+                gw = compile_gateway(obj)
+            except RouteConfigError as exc:
+                t.errors.append(str(exc))
+                continue
+            if gw.class_name not in t.class_names:
+                t.ignored_gateways.append(gw.key)
+                continue
+            t.gateways[gw.key] = gw
+            t.errors.extend(f"Gateway {gw.key}: listener {reason}" for reason in gw.unsupported)
+        ports: dict[int, list[Listener]] = {}
+        for gw in sorted(t.gateways.values(), key=lambda g: g.key):
+            for listener in gw.listeners:
+                ports.setdefault(listener.port, []).append(listener)
+        t.by_port = {p: tuple(ls) for p, ls in ports.items()}
+        for obj in model_routes:
+            meta = obj.get("metadata") or {}
+            ns = meta.get("namespace") or "default"
+            key = f"{ns}/{meta.get('name')}"
+            try:
+                parents = compile_parent_refs((obj.get("spec") or {}).get("parentRefs"), ns, f"ModelRoute {key}")
+            except RouteConfigError as exc:
+                t.errors.append(str(exc))
+                continue
+            if parents:
+                t.modelroute_parents[key] = parents
+        if inference_extension:
+            for obj in pools:
+                try:
+                    pool = compile_pool(obj)
+                except RouteConfigError as exc:
+                    t.errors.append(str(exc))
+                    continue
+                t.pools[f"{pool.namespace}/{pool.name}"] = pool
+            t._attach(http_routes)
+        return t
+
+    def _attach(self, http_routes: Iterable[Mapping[str, Any]]) -> None:
+        per_listener: dict[tuple[str, str], list[Entry]] = {}
+        for obj in http_routes:
+            try:
+                route = compile_http_route(obj)
+            except RouteConfigError as exc:
+                self.errors.append(str(exc))
+                continue
+            self.http_routes[route.key] = route
+            for listeners in self.by_port.values():
+                for listener in listeners:
+                    if not any(p.attaches(listener) for p in route.parents):
+                        continue
+                    if not hosts_intersect(listener.hostname, route.hostnames):
+                        continue
+                    self.attached_routes.setdefault(route.key, []).append(f"{listener.gateway}/{listener.name}")
+                    bucket = per_listener.setdefault(_listener_id(listener), [])
+                    for rule in route.rules:
+                        bucket.extend(Entry(route, rule, m, j) for j, m in enumerate(rule.matches))
+        self.entries = {lid: tuple(sorted(es, key=Entry.sort_key)) for lid, es in per_listener.items()}
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def ports(self) -> set[int]:
+        return set(self.by_port)
+
+    def listener_for(self, port: int, host: str) -> Listener | None:
+        """The listener on `port` that claims `host` most specifically (exact, longest wildcard, any)."""
+        best: Listener | None = None
+        best_rank = (0, 0)
+        for listener in self.by_port.get(port, ()):
+            rank = (listener.host_rank(host), len(listener.hostname or ""))
+            if rank[0] and rank > best_rank:
+                best, best_rank = listener, rank
+        return best
+
+    def modelroute_attached(self, route_key: str, listener: Listener) -> bool:
+        return any(p.attaches(listener) for p in self.modelroute_parents.get(route_key, ()))
+
+    def entries_for(self, listener: Listener) -> tuple[Entry, ...]:
+        return self.entries.get(_listener_id(listener), ())
