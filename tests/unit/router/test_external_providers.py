@@ -1,0 +1,278 @@
+"""ExternalModelProvider targets end to end: the router in front of a real HTTPS provider
+(router.providers.harness, self-signed certificate made in the test) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router.harness import RunningRouter
+from router.providers.adapters import upstream_url
+from router.providers.api import CREDENTIAL_LABEL
+from router.providers.harness import REPLY_WORDS, ProviderServer
+from router.providers.provider import compile_providers
+
+NS = "default"
+TOKEN = "sk-test-123"
+
+
+@pytest.fixture
+async def provider(tmp_path: Path) -> AsyncIterator[ProviderServer]:
+    server = await ProviderServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def secret(name: str = "creds", labelled: bool = True, value: str = TOKEN) -> dict[str, Any]:
+    labels = {CREDENTIAL_LABEL: "true"} if labelled else {}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "data": {"token": base64.b64encode(value.encode()).decode()}}
+
+
+def emp(url: str, name: str = "ext", **spec: Any) -> dict[str, Any]:
+    spec.setdefault("auth", {"secretRef": {"name": "creds", "key": "token"}})
+    return {"apiVersion": "networking.serving.volcano.sh/v1alpha1", "kind": "ExternalModelProvider",
+            "metadata": {"name": name, "namespace": NS}, "spec": {"baseURL": url, **spec}}
+
+
+def route(model: str = "gpt", provider: str = "ext") -> dict[str, Any]:
+    return {"apiVersion": "networking.serving.volcano.sh/v1alpha1", "kind": "ModelRoute",
+            "metadata": {"name": model, "namespace": NS},
+            "spec": {"modelName": model, "rules": [{"targetModels": [{"externalModelProviderName": provider}]}]}}
+
+
+async def start(start_router: Callable[..., Any], server: ProviderServer, *providers: dict[str, Any],
+                secrets: list[dict[str, Any]] | None = None, trust: bool = True) -> RunningRouter:
+    config: dict[str, Any] = {"modelRoutes": [route()], "externalModelProviders": list(providers),
+                              "secrets": [secret()] if secrets is None else secrets, "kvEvents": False}
+    if trust:
+        config["providers"] = {"caFile": str(server.cert)}
+    router: RunningRouter = await start_router(**config)
+    return router
+
+
+CHAT = {"model": "gpt", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
+
+
+async def chat(router: RunningRouter, body: dict[str, Any], headers: dict[str, str] | None = None,
+               path: str = "/v1/chat/completions") -> tuple[int, Any]:
+    async with await router.post(path, body, headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def stream_events(router: RunningRouter, body: dict[str, Any], path: str = "/v1/chat/completions"
+                        ) -> list[Any]:
+    async with await router.post(path, {**body, "stream": True}) as r:
+        assert r.status == 200, await r.text()
+        text = (await r.read()).decode()
+    payloads = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    return [p if p == "[DONE]" else json.loads(p) for p in payloads]
+
+
+async def test_openai_provider_gets_the_bearer_credential_not_the_client_authorization(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    status, _ = await chat(router, CHAT, {"authorization": "Bearer client-secret"})
+    assert status == 200
+    assert provider.received[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_openai_provider_reply_reaches_the_client(start_router: Callable[..., Any],
+                                                         provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    status, body = await chat(router, CHAT)
+    assert (status, body["choices"][0]["message"]["content"]) == (200, "".join(REPLY_WORDS))
+
+
+async def test_provider_model_replaces_the_request_model(start_router: Callable[..., Any],
+                                                         provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, model="gpt-4o-mini"))
+    await chat(router, CHAT)
+    assert provider.received[0].body["model"] == "gpt-4o-mini"
+
+
+async def test_static_headers_are_added_and_unlisted_client_headers_dropped(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, headers={"OpenAI-Organization": "org-7"}))
+    await chat(router, CHAT, {"x-request-id": "r-1", "x-internal": "secret"})
+    headers = provider.received[0].headers
+    assert (headers["openai-organization"], headers["x-request-id"], "x-internal" in headers) == ("org-7", "r-1", False)
+
+
+async def test_base_url_path_replaces_the_v1_prefix(start_router: Callable[..., Any],
+                                                    provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url + "/api/v3"))
+    await chat(router, CHAT)
+    assert provider.received[0].path == "/api/v3/chat/completions"
+
+
+async def test_apikey_scheme_sends_x_api_key(start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router = await start(start_router, provider,
+                         emp(provider.url, auth={"scheme": "APIKey", "secretRef": {"name": "creds", "key": "token"}}))
+    await chat(router, CHAT)
+    headers = provider.received[0].headers
+    assert (headers.get("x-api-key"), "authorization" in headers) == (TOKEN, False)
+
+
+async def test_streaming_chunks_pass_through_in_order(start_router: Callable[..., Any],
+                                                      provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    events = await stream_events(router, CHAT)
+    words = [e["choices"][0]["delta"]["content"] for e in events if e != "[DONE]"]
+    assert (words, events[-1]) == (list(REPLY_WORDS), "[DONE]")
+
+
+async def test_usage_chunk_the_router_asked_for_is_withheld_from_the_client(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    events = await stream_events(router, CHAT)
+    assert provider.received[0].body["stream_options"] == {"include_usage": True}
+    assert not [e for e in events if e != "[DONE]" and "usage" in e]
+
+
+async def test_usage_chunk_the_client_asked_for_is_passed_on(start_router: Callable[..., Any],
+                                                              provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    events = await stream_events(router, {**CHAT, "stream_options": {"include_usage": True}})
+    assert [e["usage"]["completion_tokens"] for e in events if e != "[DONE]" and e.get("usage")] == [4]
+
+
+async def test_anthropic_provider_gets_x_api_key_and_a_version(start_router: Callable[..., Any],
+                                                                provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, providerType="Anthropic"))
+    await chat(router, {"model": "gpt", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]},
+               path="/v1/messages")
+    headers = provider.received[0].headers
+    assert (headers["x-api-key"], headers["anthropic-version"], provider.received[0].path) == (
+        TOKEN, "2023-06-01", "/v1/messages")
+
+
+async def test_anthropic_messages_request_passes_through_unchanged(start_router: Callable[..., Any],
+                                                                   provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, providerType="Anthropic"))
+    body = {"model": "gpt", "max_tokens": 20, "system": "s", "messages": [{"role": "user", "content": "hi"}]}
+    status, reply = await chat(router, body, path="/v1/messages")
+    assert (status, provider.received[0].body, reply["content"][0]["text"]) == (200, body, "".join(REPLY_WORDS))
+
+
+async def test_openai_chat_is_translated_to_an_anthropic_messages_request(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, providerType="Anthropic", model="claude-x"))
+    await chat(router, {**CHAT, "max_tokens": 33, "stop": "END"})
+    assert provider.received[0].body == {"model": "claude-x", "system": "be brief", "max_tokens": 33,
+                                         "stop_sequences": ["END"],
+                                         "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+
+
+async def test_anthropic_reply_is_translated_to_a_chat_completion(start_router: Callable[..., Any],
+                                                                  provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, providerType="Anthropic"))
+    status, body = await chat(router, CHAT)
+    assert status == 200
+    assert (body["object"], body["choices"][0]["message"]["content"], body["choices"][0]["finish_reason"],
+            body["usage"]) == ("chat.completion", "".join(REPLY_WORDS), "stop",
+                               {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13})
+
+
+async def test_anthropic_stream_is_translated_to_chat_chunks(start_router: Callable[..., Any],
+                                                             provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, providerType="Anthropic"))
+    events = await stream_events(router, CHAT)
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    finishes = [e["choices"][0]["finish_reason"] for e in events[:-1] if e["choices"][0]["finish_reason"]]
+    assert (text, finishes, events[-1]) == ("".join(REPLY_WORDS), ["stop"], "[DONE]")
+
+
+async def test_self_signed_provider_is_refused_without_its_ca(start_router: Callable[..., Any],
+                                                              provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url), trust=False)
+    status, body = await chat(router, CHAT)
+    assert (status, body["error"]["code"], provider.received) == (502, "tls", [])
+
+
+async def test_insecure_skip_verify_accepts_a_self_signed_provider(start_router: Callable[..., Any],
+                                                                   provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, insecureSkipVerify=True), trust=False)
+    status, _ = await chat(router, CHAT)
+    assert status == 200
+
+
+async def test_unlabelled_credential_secret_makes_the_provider_unavailable(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url), secrets=[secret(labelled=False)])
+    status, body = await chat(router, CHAT)
+    assert (status, CREDENTIAL_LABEL in body["error"]["message"], provider.received) == (503, True, [])
+
+
+async def test_provider_error_status_and_body_reach_the_client(start_router: Callable[..., Any],
+                                                               provider: ProviderServer) -> None:
+    provider.status = 429
+    router = await start(start_router, provider, emp(provider.url))
+    status, body = await chat(router, CHAT)
+    assert (status, body["error"]["message"]) == (429, "slow down")
+
+
+async def test_messages_path_is_refused_by_an_openai_provider(start_router: Callable[..., Any],
+                                                              provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    status, body = await chat(router, {"model": "gpt", "messages": []}, path="/v1/messages")
+    assert (status, body["error"]["code"]) == (400, "unsupported_path")
+
+
+async def test_provider_requests_are_counted_in_metrics(start_router: Callable[..., Any],
+                                                        provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    await chat(router, CHAT)
+    async with router.session.get(router.url + "/metrics") as r:
+        text = await r.text()
+    assert 'server="default/ext",status="200"' in text
+
+
+# ---- pure parts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "base", "path", "expected"), [
+    ("OpenAI", "https://api.openai.com", "/v1/chat/completions", "https://api.openai.com/v1/chat/completions"),
+    ("OpenAI", "https://h/api/v3/", "/v1/chat/completions", "https://h/api/v3/chat/completions"),
+    ("Anthropic", "https://api.anthropic.com", "/v1/messages", "https://api.anthropic.com/v1/messages"),
+    ("Anthropic", "https://h/v1", "/v1/messages", "https://h/v1/messages"),
+    ("Anthropic", "https://h/proxy", "/v1/messages", "https://h/proxy/v1/messages"),
+])
+def test_upstream_url_follows_kthena(kind: str, base: str, path: str, expected: str) -> None:
+    assert upstream_url(kind, base, path) == expected
+
+
+def conditions(obj: dict[str, Any], secrets: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    (p,) = compile_providers([obj], secrets)
+    return {c.type: (c.status, c.reason) for c in p.conditions}
+
+
+def test_resolved_credential_makes_the_provider_ready() -> None:
+    assert conditions(emp("https://h"), [secret()]) == {
+        "CredentialsResolved": ("True", "CredentialResolved"), "Ready": ("True", "Ready")}
+
+
+def test_no_auth_needs_no_credential() -> None:
+    assert conditions(emp("https://h", auth=None), []) == {
+        "CredentialsResolved": ("True", "CredentialNotRequired"), "Ready": ("True", "Ready")}
+
+
+def test_missing_secret_key_is_credential_key_not_found() -> None:
+    obj = emp("https://h", auth={"secretRef": {"name": "creds", "key": "other"}})
+    assert conditions(obj, [secret()])["CredentialsResolved"] == ("False", "CredentialKeyNotFound")
+
+
+def test_whitespace_only_credential_is_invalid() -> None:
+    assert conditions(emp("https://h"), [secret(value="  \n")])["Ready"] == ("False", "CredentialInvalid")
+
+
+def test_reserved_static_header_makes_the_configuration_invalid() -> None:
+    obj = emp("https://h", headers={"Authorization": "x"})
+    assert conditions(obj, [secret()])["Ready"] == ("False", "ConfigurationInvalid")
