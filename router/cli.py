@@ -36,6 +36,7 @@ async def serve(config: RouterConfig, kubeconfig: str | None = None, cluster: bo
         else:
             discovery = Discovery(router.state, kubeconfig=kubeconfig, namespace=namespace,
                                   on_synced=lambda: setattr(router, "ready", True))
+        discovery.watch_providers = config.providers.enabled  # ExternalModelProviders and their Secrets
         router.app.on_startup.append(lambda app: discovery.start())
         router.app.on_cleanup.append(lambda app: discovery.stop())
         source = debug.discovery_source(discovery)

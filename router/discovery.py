@@ -23,6 +23,9 @@ from kubernetes.client.exceptions import ApiException
 
 from caldera.kube import api_client
 from router.api import GROUP, VERSION
+from router.providers.api import CREDENTIAL_LABEL, CREDENTIAL_LABEL_VALUE
+from router.providers.provider import compile_providers
+from router.providers.status import StatusWriter
 from router.state import PodInfo, RouterState
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,12 @@ class Discovery:
         self.pods: dict[str, dict[str, Any]] = {}
         self._synced: set[str] = set()
         self.required_kinds: set[str] = {"modelroutes", "modelservers", "pods"}  # synced before the first build
+        # ExternalModelProviders and the Secrets labelled as their credentials (only those are listed),
+        # watched when set before start(); the Helm chart grants that read access only then.
+        self.watch_providers = False
+        self.providers: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, dict[str, Any]] = {}
+        self.provider_status: StatusWriter | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,6 +128,25 @@ class Discovery:
         for kind, fn, cache in (("modelroutes", lister("modelroutes"), self.routes),
                                 ("modelservers", lister("modelservers"), self.servers),
                                 ("pods", pod_lister, self.pods)):
+            t = threading.Thread(target=self._watch, args=(kind, fn, cache), name=f"watch-{kind}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.watch_providers:
+            self._watch_providers(custom, core, lister("externalmodelproviders"))
+
+    def _watch_providers(self, custom: client.CustomObjectsApi, core: client.CoreV1Api,
+                         provider_lister: Callable[..., Any]) -> None:
+        ns, selector = self.namespace, f"{CREDENTIAL_LABEL}={CREDENTIAL_LABEL_VALUE}"
+
+        def secret_lister(**kw: Any) -> Any:
+            if ns:
+                return core.list_namespaced_secret(ns, label_selector=selector, **kw)
+            return core.list_secret_for_all_namespaces(label_selector=selector, **kw)
+
+        self.required_kinds |= {"externalmodelproviders", "secrets"}
+        self.provider_status = StatusWriter(custom)
+        for kind, fn, cache in (("externalmodelproviders", provider_lister, self.providers),
+                                ("secrets", secret_lister, self.secrets)):
             t = threading.Thread(target=self._watch, args=(kind, fn, cache), name=f"watch-{kind}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -184,8 +212,12 @@ class Discovery:
         if not self.required_kinds <= self._synced:
             return
         started = time.perf_counter()
+        objects = list(self.providers.values())
+        providers = compile_providers(objects, list(self.secrets.values()))
         self.state.update(list(self.routes.values()), list(self.servers.values()),
-                          [pod_info(p) for p in list(self.pods.values())], **self.extra_state())
+                          [pod_info(p) for p in list(self.pods.values())], providers=providers, **self.extra_state())
+        if self.provider_status is not None:
+            self.provider_status.submit(objects, providers)
         log.debug("routing state rebuilt", extra={"routes": len(self.routes), "servers": len(self.servers),
                                                    "pods": len(self.pods),
                                                    "ms": round((time.perf_counter() - started) * 1e3, 2)})
