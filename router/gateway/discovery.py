@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client
@@ -38,10 +38,11 @@ KINDS: dict[str, tuple[str, str, str]] = {
 class GatewayDiscovery(Discovery):
     def __init__(self, state: RouterState, mode: GatewayMode, kubeconfig: str | None = None,
                  namespace: str | None = None, on_synced: Callable[[], None] | None = None,
-                 debounce_s: float = 0.05) -> None:
+                 debounce_s: float = 0.05, crds: Mapping[str, tuple[str, str, str]] = KINDS) -> None:
         super().__init__(state, kubeconfig=kubeconfig, namespace=namespace, on_synced=on_synced,
                          debounce_s=debounce_s)
         self.mode = mode
+        self.crds = crds  # kind -> (group, version, CRD name)
         self.kinds = ["gateways"]
         if mode.settings.enable_inference_extension:
             self.kinds += ["httproutes", "inferencepools"]
@@ -55,7 +56,7 @@ class GatewayDiscovery(Discovery):
         custom = client.CustomObjectsApi(api)
         ns = self.namespace
         for kind in self.kinds:
-            group, version, crd = KINDS[kind]
+            group, version, crd = self.crds[kind]
 
             def lister(group: str = group, version: str = version, plural: str = kind) -> Callable[..., Any]:
                 if ns:

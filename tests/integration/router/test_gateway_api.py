@@ -1,0 +1,309 @@
+"""Gateway API mode against the real API server, with enginesim pods run by the process runner.
+
+The Gateway API and InferencePool CRDs are the upstream ones, fetched from their Go modules
+(caldera.localcluster.gatewaycrds). Test names mirror Kthena's gateway-api and
+gateway-inference-extension e2e suites.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from kubernetes import client
+
+from caldera.localcluster import gatewaycrds
+from caldera.localcluster.session import LocalCluster
+from router import debug
+from router.api import GROUP, VERSION
+from router.config import RouterConfig
+from router.gateway import discovery as gateway_discovery
+from router.gateway.discovery import GatewayDiscovery
+from router.gateway.mode import GatewayMode
+from router.harness import free_port, wait_until
+from router.server import Router
+
+pytestmark = pytest.mark.cluster
+
+GW = ("gateway.networking.k8s.io", "v1")
+INF = ("inference.networking.k8s.io", "v1")
+
+
+@pytest.fixture(scope="module")
+def gateway_crds(local_cluster: LocalCluster) -> Iterator[None]:
+    api = local_cluster.api_client()
+    try:
+        gatewaycrds.install(api, progress=print)
+    finally:
+        api.close()
+    yield
+
+
+# ---- manifests ---------------------------------------------------------------------------------
+
+
+def engine_pod(name: str, app: str, model: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": app}},
+            "spec": {"schedulerName": "volcano", "containers": [{
+                "name": "engine", "image": "caldera/enginesim:latest",
+                "args": ["--model", model, "--time-scale", "20"],
+                "ports": [{"containerPort": 8000}], "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+
+
+def gateway(name: str, port: int) -> dict[str, Any]:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": name},
+            "spec": {"gatewayClassName": "kthena-router",
+                     "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}}
+
+
+def http_route(name: str, gateway_name: str, pool: str) -> dict[str, Any]:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": name},
+            "spec": {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway_name}],
+                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                "backendRefs": [{"group": "inference.networking.k8s.io", "kind": "InferencePool",
+                                                 "name": pool}]}]}}
+
+
+def inference_pool(name: str, app: str) -> dict[str, Any]:
+    return {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool", "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {"app": app}}, "targetPorts": [{"number": 8000}],
+                     "endpointPickerRef": {"name": f"{name}-epp", "port": {"number": 9002}}}}
+
+
+def model_server(name: str, app: str, model: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelServer", "metadata": {"name": name},
+            "spec": {"model": model, "inferenceEngine": "vLLM", "workloadPort": {"port": 8000},
+                     "workloadSelector": {"matchLabels": {"app": app}}}}
+
+
+def model_route(name: str, model: str, server: str, gateway_name: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"modelName": model, "rules": [{"targetModels": [{"modelServerName": server}]}]}
+    if gateway_name is not None:
+        spec["parentRefs"] = [{"name": gateway_name, "kind": "Gateway"}]
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelRoute", "metadata": {"name": name}, "spec": spec}
+
+
+# ---- the cluster and the router ----------------------------------------------------------------
+
+
+@dataclass
+class Kube:
+    ns: str
+    core: client.CoreV1Api
+    custom: client.CustomObjectsApi
+
+    def create(self, group_version: tuple[str, str], plural: str, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(group_version[0], group_version[1], self.ns, plural, body)
+
+    def delete(self, group_version: tuple[str, str], plural: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(group_version[0], group_version[1], self.ns, plural, name)
+
+    def pods(self, app: str, model: str, count: int) -> None:
+        for i in range(count):
+            self.core.create_namespaced_pod(self.ns, engine_pod(f"{app}-{i}", app, model))
+
+
+@pytest.fixture
+def kube(local_cluster: LocalCluster, cluster_namespace: str, gateway_crds: None) -> Iterator[Kube]:
+    api = local_cluster.api_client()
+    try:
+        yield Kube(cluster_namespace, client.CoreV1Api(api), client.CustomObjectsApi(api))
+    finally:
+        api.close()
+
+
+@dataclass
+class RunningGatewayRouter:
+    router: Router
+    mode: GatewayMode
+    discovery: GatewayDiscovery
+
+    @property
+    def port(self) -> int:
+        return self.router.config.port
+
+    def members(self, key: str) -> int:
+        return len(self.router.state.members.get(key, []))
+
+
+@contextlib.asynccontextmanager
+async def gateway_router(local_cluster: LocalCluster, ns: str, inference_extension: bool = True,
+                         crds: dict[str, tuple[str, str, str]] | None = None) -> AsyncIterator[RunningGatewayRouter]:
+    """The router as `caldera router --enable-gateway-api[-inference-extension]` runs it, in-process."""
+    config = RouterConfig.model_validate({
+        "port": free_port(), "metricsInterval": 0.2, "kvEvents": False, "accessLog": False,
+        "gateway": {"enableGatewayAPI": True, "enableGatewayAPIInferenceExtension": inference_extension}})
+    router = Router(config)
+    mode = GatewayMode(router, config.gateway)
+    disc = GatewayDiscovery(router.state, mode, kubeconfig=str(local_cluster.kubeconfig), namespace=ns,
+                            on_synced=lambda: setattr(router, "ready", True), crds=crds or gateway_discovery.KINDS)
+    debug.ConfigDump(router, debug.discovery_source(disc), mode).install(router.app)
+    runner = web.AppRunner(router.app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", config.port).start()
+    await mode.bind(runner)
+    await disc.start()
+    try:
+        await wait_until(lambda: router.ready, timeout=60)
+        yield RunningGatewayRouter(router, mode, disc)
+    finally:
+        await disc.stop()
+        await mode.close()
+        await runner.cleanup()
+
+
+async def chat(port: int, model: str, text: str = "hello") -> tuple[int, dict[str, Any], dict[str, str]]:
+    async with aiohttp.ClientSession() as s, s.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={"model": model, "max_tokens": 2, "messages": [{"role": "user", "content": text}]},
+            timeout=aiohttp.ClientTimeout(total=30)) as r:
+        return r.status, await r.json(content_type=None), dict(r.headers)
+
+
+async def served(port: int, model: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """The response once the route answers 200 (listeners and endpoints converge asynchronously)."""
+    try:
+        result = await chat(port, model)
+    except (aiohttp.ClientConnectionError, TimeoutError):
+        return None
+    return result if result[0] == 200 else None
+
+
+# ---- gateway-inference-extension ---------------------------------------------------------------
+
+
+async def test_gateway_inference_extension(local_cluster: LocalCluster, kube: Kube) -> None:
+    """TestGatewayInferenceExtension: HTTPRoute -> InferencePool, pods picked by the scheduler."""
+    gw_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 2)
+    kube.create(INF, "inferencepools", inference_pool("deepseek-r1-1-5b", "ds-1-5b"))
+    kube.create(GW, "gateways", gateway("default", gw_port))
+    kube.create(GW, "httproutes", http_route("llm-route", "default", "deepseek-r1-1-5b"))
+    async with gateway_router(local_cluster, kube.ns) as gr:
+        pool = f"InferencePool/{kube.ns}/deepseek-r1-1-5b"
+        await wait_until(lambda: gr.members(pool) == 2, timeout=120)
+        result = await wait_until(lambda: served(gw_port, "deepseek-r1-1.5b"), timeout=60)
+        _status, body, headers = result
+        assert body["model"] == "deepseek-r1-1.5b"
+        assert headers["x-caldera-server"] == pool
+        assert headers["x-caldera-pod"] in {f"{kube.ns}/ds-1-5b-0", f"{kube.ns}/ds-1-5b-1"}
+
+
+async def test_both_apis_configured(local_cluster: LocalCluster, kube: Kube) -> None:
+    """TestBothAPIsConfigured: a ModelRoute (parentRefs) and an HTTPRoute on one Gateway."""
+    gw_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.pods("ds-7b", "deepseek-r1-7b", 1)
+    kube.create((GROUP, VERSION), "modelservers", model_server("deepseek-r1-1-5b", "ds-1-5b", "deepseek-r1-1.5b"))
+    kube.create((GROUP, VERSION), "modelroutes", model_route("binding-gateway", "deepseek-r1-1.5b",
+                                                             "deepseek-r1-1-5b", "default"))
+    kube.create(INF, "inferencepools", inference_pool("deepseek-r1-7b", "ds-7b"))
+    kube.create(GW, "gateways", gateway("default", gw_port))
+    kube.create(GW, "httproutes", http_route("llm-route-7b", "default", "deepseek-r1-7b"))
+    async with gateway_router(local_cluster, kube.ns):
+        _s, body, headers = await wait_until(lambda: served(gw_port, "deepseek-r1-1.5b"), timeout=120)
+        assert headers["x-caldera-server"] == f"{kube.ns}/deepseek-r1-1-5b"
+        _s, body, headers = await wait_until(lambda: served(gw_port, "deepseek-r1-7b"), timeout=120)
+        assert body["model"] == "deepseek-r1-7b"
+        assert headers["x-caldera-server"] == f"InferencePool/{kube.ns}/deepseek-r1-7b"
+
+
+async def test_http_route_not_skipped_after_router_restart(local_cluster: LocalCluster, kube: Kube) -> None:
+    """TestHTTPRouteNotSkippedAfterRouterRestart: a new router finds everything already in place."""
+    gw_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.create(INF, "inferencepools", inference_pool("deepseek-r1-1-5b", "ds-1-5b"))
+    kube.create(GW, "gateways", gateway("default", gw_port))
+    kube.create(GW, "httproutes", http_route("volcano-router-gateway", "default", "deepseek-r1-1-5b"))
+    async with gateway_router(local_cluster, kube.ns):
+        await wait_until(lambda: served(gw_port, "deepseek-r1-1.5b"), timeout=120)
+    async with gateway_router(local_cluster, kube.ns) as gr:
+        # Ready means every kind is synced: the HTTPRoute is routable at once, with no retry.
+        await wait_until(lambda: gr.members(f"InferencePool/{kube.ns}/deepseek-r1-1-5b") == 1, timeout=30)
+        status, body, _ = await chat(gw_port, "deepseek-r1-1.5b")
+        assert status == 200 and body["model"] == "deepseek-r1-1.5b"
+
+
+async def test_gateway_created_later_than_http_route(local_cluster: LocalCluster, kube: Kube) -> None:
+    """TestGatewayCreatedLaterThanHTTPRoute: the listener opens, and routes, when the Gateway appears."""
+    late_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.create(GW, "httproutes", http_route("late-route", "late-gateway", "deepseek-r1-1-5b"))
+    kube.create(INF, "inferencepools", inference_pool("deepseek-r1-1-5b", "ds-1-5b"))
+    async with gateway_router(local_cluster, kube.ns) as gr:
+        await wait_until(lambda: gr.members(f"InferencePool/{kube.ns}/deepseek-r1-1-5b") == 1, timeout=120)
+        assert late_port not in gr.mode.listeners.open_ports()
+        kube.create(GW, "gateways", gateway("late-gateway", late_port))
+        _s, body, _ = await wait_until(lambda: served(late_port, "deepseek-r1-1.5b"), timeout=60)
+        assert body["model"] == "deepseek-r1-1.5b"
+
+
+# ---- gateway-api -------------------------------------------------------------------------------
+
+
+async def test_duplicate_model_name(local_cluster: LocalCluster, kube: Kube) -> None:
+    """TestDuplicateModelName: one model name, two Gateways (ports), two backends."""
+    custom_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.pods("ds-7b", "deepseek-r1-7b", 1)
+    kube.create((GROUP, VERSION), "modelservers", model_server("deepseek-r1-1-5b", "ds-1-5b", "deepseek-r1-1.5b"))
+    kube.create((GROUP, VERSION), "modelservers", model_server("deepseek-r1-7b", "ds-7b", "deepseek-r1-7b"))
+    async with gateway_router(local_cluster, kube.ns, inference_extension=False) as gr:
+        kube.create(GW, "gateways", gateway("default", gr.port))  # the router's own port is a listener too
+        kube.create(GW, "gateways", gateway("kthena-gateway-custom", custom_port))
+        kube.create((GROUP, VERSION), "modelroutes",
+                    model_route("deepseek-simple-default", "deepseek-simple", "deepseek-r1-1-5b", "default"))
+        kube.create((GROUP, VERSION), "modelroutes",
+                    model_route("deepseek-simple-custom", "deepseek-simple", "deepseek-r1-7b", "kthena-gateway-custom"))
+        _s, default_body, _ = await wait_until(lambda: served(gr.port, "deepseek-simple"), timeout=120)
+        _s, custom_body, _ = await wait_until(lambda: served(custom_port, "deepseek-simple"), timeout=120)
+        assert (default_body["model"], custom_body["model"]) == ("deepseek-r1-1.5b", "deepseek-r1-7b")
+
+
+async def test_model_route_with_parent_refs_is_not_served_without_its_gateway(local_cluster: LocalCluster,
+                                                                              kube: Kube) -> None:
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.create((GROUP, VERSION), "modelservers", model_server("deepseek-r1-1-5b", "ds-1-5b", "deepseek-r1-1.5b"))
+    kube.create((GROUP, VERSION), "modelroutes", model_route("plain", "plain", "deepseek-r1-1-5b"))
+    kube.create((GROUP, VERSION), "modelroutes", model_route("bound", "bound", "deepseek-r1-1-5b", "nowhere"))
+    async with gateway_router(local_cluster, kube.ns, inference_extension=False) as gr:
+        await wait_until(lambda: served(gr.port, "plain"), timeout=120)
+        status, body, _ = await chat(gr.port, "bound")
+        assert status == 404 and body["error"]["code"] == "model_not_found"
+
+
+async def test_config_dump_shows_watched_gateway_objects(local_cluster: LocalCluster, kube: Kube) -> None:
+    gw_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.create(INF, "inferencepools", inference_pool("deepseek-r1-1-5b", "ds-1-5b"))
+    kube.create(GW, "gateways", gateway("default", gw_port))
+    kube.create(GW, "httproutes", http_route("llm-route", "default", "deepseek-r1-1-5b"))
+    async with gateway_router(local_cluster, kube.ns) as gr:
+        await wait_until(lambda: gr.members(f"InferencePool/{kube.ns}/deepseek-r1-1-5b") == 1, timeout=120)
+        async with aiohttp.ClientSession() as s:
+            dumps = {}
+            for kind in debug.KINDS:
+                async with s.get(f"http://127.0.0.1:{gr.port}/debug/config_dump/{kind}") as r:
+                    dumps[kind] = (await r.json())[kind]
+        assert [g["listeners"][0]["open"] for g in dumps["gateways"]] == [True]
+        assert dumps["httproutes"][0]["attachedListeners"] == [f"{kube.ns}/default/http"]
+        assert [e["name"] for e in dumps["inferencepools"][0]["endpoints"]] == [f"{kube.ns}/ds-1-5b-0"]
+        assert dumps["pods"][0]["inferencePools"] == [f"{kube.ns}/deepseek-r1-1-5b"]
+
+
+async def test_router_serves_model_routes_when_gateway_crds_are_absent(local_cluster: LocalCluster,
+                                                                      kube: Kube) -> None:
+    # A group no cluster serves stands for CRDs that are not installed: the API server answers 404.
+    absent = {kind: ("absent.caldera.dev", "v1", f"{kind}.absent.caldera.dev") for kind in gateway_discovery.KINDS}
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.create((GROUP, VERSION), "modelservers", model_server("deepseek-r1-1-5b", "ds-1-5b", "deepseek-r1-1.5b"))
+    kube.create((GROUP, VERSION), "modelroutes", model_route("plain", "plain", "deepseek-r1-1-5b"))
+    async with gateway_router(local_cluster, kube.ns, crds=absent) as gr:
+        assert gr.mode.absent_kinds == {"gateways", "httproutes", "inferencepools"}
+        _s, body, _ = await wait_until(lambda: served(gr.port, "plain"), timeout=120)
+        assert body["model"] == "deepseek-r1-1.5b"
