@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 _CRLF = b"\r\n"
+_JOIN_BELOW = 64 * 1024  # bytes of body sent in the same buffer as the request head
 
 
 class UpstreamConnectionError(ConnectionError):
@@ -27,8 +28,9 @@ class _Protocol(asyncio.Protocol):
         self.address = address
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.event = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None
         self.closed = False
+        self.timed_out = False
         self.exc: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -36,24 +38,38 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        self.event.set()
+        self._wake()
 
     def eof_received(self) -> bool | None:
         self.closed = True
-        self.event.set()
+        self._wake()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.exc = exc
-        self.event.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def expire(self) -> None:
+        """The response head did not arrive in time (a loop timer calls this)."""
+        self.timed_out = True
+        self._wake()
 
     async def wait_data(self) -> None:
         """Wait for bytes beyond those already buffered (callers check the buffer first)."""
-        self.event.clear()
         if self.closed:
             return
-        await self.event.wait()
+        # One bare future per wait: cheaper than an asyncio.Event on the per-request path.
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
 
     def close(self) -> None:
         self.closed = True
@@ -130,6 +146,20 @@ class UpstreamResponse:
             await p.wait_data()
 
     async def read(self) -> bytes:
+        """The whole body (for JSON answers; streams go through iter_chunks)."""
+        remaining = self._remaining
+        if remaining is not None and not self._chunked:
+            p = self._proto
+            while len(p.buf) < remaining:
+                if p.closed:
+                    raise UpstreamConnectionError("connection closed mid-body")
+                await p.wait_data()
+            data = bytes(p.buf[:remaining])
+            del p.buf[:remaining]
+            self._remaining = 0
+            self._done = True
+            self.release()
+            return data
         parts = [piece async for piece in self.iter_chunks()]
         return b"".join(parts)
 
@@ -175,16 +205,24 @@ class UpstreamPool:
         for k, v in (headers or {}).items():
             head.append(f"{k}: {v}\r\n")
         head.append("\r\n")
-        payload = "".join(head).encode("latin-1") + body
+        head_bytes = "".join(head).encode("latin-1")
+        # Small bodies go out in one write; a large prompt is not copied to prepend the head.
+        payload: bytes | None = head_bytes + body if len(body) <= _JOIN_BELOW else None
         q = self._idle.get(address)
+        loop = asyncio.get_running_loop()
         for attempt in range(2):
             reused = bool(q)
             proto = q.pop() if q else await self._connect(address)
             if proto.closed or proto.transport is None:
                 continue
-            proto.transport.write(payload)
+            if payload is not None:
+                proto.transport.write(payload)
+            else:
+                proto.transport.writelines((head_bytes, body))
+            # A loop timer instead of asyncio.wait_for, which would create a task per request.
+            timer = loop.call_later(head_timeout_s, proto.expire) if head_timeout_s is not None else None
             try:
-                return await asyncio.wait_for(self._read_head(proto), head_timeout_s)
+                return await self._read_head(proto)
             except UpstreamConnectionError:
                 proto.close()
                 # A pooled connection the server had already closed: retry once on a fresh one.
@@ -193,6 +231,9 @@ class UpstreamPool:
             except BaseException:
                 proto.close()
                 raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
         raise UpstreamConnectionError(f"no usable connection to {address}")
 
     async def _read_head(self, proto: _Protocol) -> UpstreamResponse:
@@ -200,6 +241,8 @@ class UpstreamPool:
             end = proto.buf.find(b"\r\n\r\n")
             if end >= 0:
                 break
+            if proto.timed_out:
+                raise TimeoutError("no response head in time")
             if proto.closed:
                 raise UpstreamConnectionError(f"connection closed before the response head: {proto.exc!r}")
             await proto.wait_data()
