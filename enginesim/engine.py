@@ -312,6 +312,7 @@ class Engine:
                 del self._prefilling[r.request_id]
                 if r._prefill_done is not None and not r._prefill_done.done():
                     r._prefill_done.set_result(None)
+            self._schedule()
             waiters, self._step_waiters = self._step_waiters, []
             start = 0
             while start < len(waiters):
@@ -437,10 +438,14 @@ class Engine:
         req.block_ids = matched + self.blocks.allocate(fresh)
         req.committed_blocks = len(matched)
         req._hit_tokens = len(matched) * bs
+        req._prefill_left = 1 if req.remote_prefill and req.preemptions == 0 else max(1, len(tokens) - req._hit_tokens)
         del req.block_hashes[len(tokens) // bs :]
         if req.preemptions == 0:
             req.num_cached_tokens = len(matched) * bs
             self.observer.on_prefix_lookup(len(tokens), req.num_cached_tokens)
+        # Like vLLM's allocate_slots, the full blocks of the tokens being scheduled are cached
+        # now (and announced with BlockStored), so a request scheduled after this one reuses them.
+        self._commit_full_blocks(req)
         return True
 
     def _lora_allowed(self, req: EngineRequest, active: Counter[str]) -> bool:
@@ -448,8 +453,16 @@ class Engine:
             return True
         return len(active) < self.max_loras
 
+    def _prefill_backlog(self) -> int:
+        """Prompt tokens admitted requests have still to compute (their claim on coming steps)."""
+        return sum(r._prefill_left for r in self.running.values() if r.request_id not in self._decoding)
+
     def _schedule(self) -> None:
-        while self.waiting and len(self.running) < self.profile.max_num_seqs:
+        # vLLM schedules a waiting request only into a step with token budget left, and looks
+        # up its prefix then; so a request queued behind another with the same prefix is
+        # admitted once that prefix is scheduled and hits it, instead of computing it twice.
+        while (self.waiting and len(self.running) < self.profile.max_num_seqs
+               and self._prefill_backlog() < self.profile.max_num_batched_tokens - len(self._decoding)):
             active = self.running_loras()
             pick = next((r for r in self.waiting if self._lora_allowed(r, active)), None)
             if pick is None or not self._try_allocate(pick):

@@ -68,6 +68,23 @@ async def test_shared_prefix_is_served_from_cache() -> None:
     assert (first.num_cached_tokens, second.num_cached_tokens) == (0, 12)
 
 
+async def test_requests_submitted_together_compute_a_shared_prefix_once() -> None:
+    e = engine(max_num_seqs=4)
+    first, second = request("a", [*list(range(12)), 100]), request("b", [*list(range(12)), 200])
+    await asyncio.gather(drain(e.generate(first)), drain(e.generate(second)))
+    assert (first.num_cached_tokens, second.num_cached_tokens) == (0, 12)
+
+
+async def test_no_request_is_admitted_while_queued_prefill_fills_the_step_budget() -> None:
+    profile = get_profile("8b-h100").with_overrides(num_gpu_blocks=64, block_size=4, max_num_seqs=4,
+                                                    max_num_batched_tokens=8)
+    e = Engine(profile, TOK, Clock(1000.0))
+    outs = [e.submit(request("long", list(range(20)), 2)), e.submit(request("next", [900, 901], 2))]
+    assert (sorted(e.running), e.num_waiting) == (["long"], 1)
+    await asyncio.gather(*(drain(o) for o in outs))
+    assert (e.num_running, e.num_waiting) == (0, 0)
+
+
 async def test_without_prefix_caching_nothing_is_reused() -> None:
     e = Engine(get_profile("8b-h100").with_overrides(num_gpu_blocks=64, block_size=4), TOK, Clock(1000.0),
                prefix_caching=False)
