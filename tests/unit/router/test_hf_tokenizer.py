@@ -63,7 +63,7 @@ def chat(*messages: tuple[str, Any]) -> Any:
 
 def test_chat_request_is_templated_then_encoded_without_a_bos(model_dir: Path) -> None:
     tokenize = load_tokenizer(f"hf:{model_dir}")
-    assert tokenize(chat(("system", SYSTEM), ("user", "tell me a story")))  == ids(
+    assert tokenize(chat(("system", SYSTEM), ("user", "tell me a story"))) == ids(
         model_dir, "<|im_start|>", "system", "you", "are", "a", "careful", "assistant", "<|im_end|>",
         "<|im_start|>", "user", "tell", "me", "a", "story", "<|im_end|>", "<|im_start|>", "assistant")
 
@@ -112,11 +112,11 @@ def test_conversations_sharing_a_system_prompt_share_their_leading_block_keys(mo
 
 
 def test_a_missing_tokenizer_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
-    with pytest.raises(TokenizerLoadError, match="no tokenizer file at .*tokenizer.json"):
+    with pytest.raises(TokenizerLoadError, match=r"no tokenizer file at .*tokenizer\.json"):
         load_tokenizer(f"hf:{tmp_path}")
 
 
 def test_a_chat_template_that_does_not_compile_is_an_error_naming_the_config(tmp_path: Path) -> None:
     directory = train(tmp_path / "broken", template="{% for m in messages %}")
-    with pytest.raises(TokenizerLoadError, match="tokenizer_config.json: chat_template does not compile"):
+    with pytest.raises(TokenizerLoadError, match=r"tokenizer_config\.json: chat_template does not compile"):
         load_tokenizer(f"hf:{directory}")
