@@ -21,6 +21,7 @@ from caldera.kube import api_client
 from router.discovery import Discovery
 from router.gateway.mode import GatewayMode
 from router.gateway.objects import GATEWAY_GROUP, GATEWAY_VERSION, INFERENCE_GROUP, INFERENCE_VERSION
+from router.gateway.status import StatusWriter
 from router.state import RouterState
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,15 @@ class GatewayDiscovery(Discovery):
             self.kinds += ["httproutes", "inferencepools"]
         self.caches: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.kinds}
         self.required_kinds |= set(self.kinds)
-        self.status_writer: Any = None  # router.gateway.status.StatusWriter, set by the caller
+        self.status_writer: StatusWriter | None = None
 
     async def start(self) -> None:
         await super().start()
         api = api_client(self.kubeconfig)
+        if self.mode.settings.write_status:
+            self.status_writer = StatusWriter(api, self.mode.status_snapshot)
+            self.mode.on_listeners_changed = self.status_writer.submit
+            self.status_writer.start()
         custom = client.CustomObjectsApi(api)
         ns = self.namespace
         for kind in self.kinds:
@@ -67,6 +72,11 @@ class GatewayDiscovery(Discovery):
                                  name=f"watch-{kind}", daemon=True)
             t.start()
             self._threads.append(t)
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.status_writer is not None:
+            self.status_writer.stop()
 
     def _watch_optional(self, kind: str, crd: str, list_fn: Callable[..., Any],
                         cache: dict[str, dict[str, Any]]) -> None:

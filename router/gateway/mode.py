@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -43,6 +43,7 @@ class GatewayMode:
         self.raw: dict[str, list[Mapping[str, Any]]] = {"gateways": [], "httproutes": [], "inferencepools": []}
         self.absent_kinds: set[str] = set()  # CRDs not installed in the cluster
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_listeners_changed: Callable[[], None] | None = None  # e.g. StatusWriter.submit
         router.route_hook = self.route
 
     # ---- configuration ---------------------------------------------------------------------
@@ -82,13 +83,25 @@ class GatewayMode:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # not serving yet: bind() opens the ports
-        task = loop.create_task(self.listeners.reconcile(self.table.ports()))
+        task = loop.create_task(self._reconcile())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile(self) -> None:
+        await self.listeners.reconcile(self.table.ports())
+        if self.on_listeners_changed is not None:
+            self.on_listeners_changed()
 
     async def bind(self, runner: web.AppRunner) -> None:
         await self.listeners.reconcile(self.table.ports())
         await self.listeners.bind(runner)
+        if self.on_listeners_changed is not None:
+            self.on_listeners_changed()
+
+    def status_snapshot(self) -> tuple[GatewayTable, dict[str, list[Any]], dict[int, str], set[int]]:
+        """What the status writer reads: table, raw objects, bind errors, serving ports."""
+        lm = self.listeners
+        return self.table, dict(self.raw), dict(lm.errors), lm.open_ports() | {self.router.config.port}
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -7,6 +7,7 @@ gateway-inference-extension e2e suites.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -307,3 +308,58 @@ async def test_router_serves_model_routes_when_gateway_crds_are_absent(local_clu
         assert gr.mode.absent_kinds == {"gateways", "httproutes", "inferencepools"}
         _s, body, _ = await wait_until(lambda: served(gr.port, "plain"), timeout=120)
         assert body["model"] == "deepseek-r1-1.5b"
+
+
+# ---- status ------------------------------------------------------------------------------------
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in obj.get("conditions") or []}
+
+
+async def test_gateway_http_route_and_pool_status_are_reported(local_cluster: LocalCluster, kube: Kube) -> None:
+    gw_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.create(INF, "inferencepools", inference_pool("deepseek-r1-1-5b", "ds-1-5b"))
+    kube.create(GW, "gateways", gateway("default", gw_port))
+    kube.create(GW, "httproutes", http_route("llm-route", "default", "deepseek-r1-1-5b"))
+
+    def status(gv: tuple[str, str], plural: str, name: str) -> dict[str, Any]:
+        obj = kube.custom.get_namespaced_custom_object(gv[0], gv[1], kube.ns, plural, name)
+        return obj.get("status") or {}
+
+    def gateway_programmed() -> bool:
+        s = status(GW, "gateways", "default")
+        listeners = s.get("listeners") or [{}]
+        return (_conditions(s) == {"Accepted": "True", "Programmed": "True"}
+                and listeners[0].get("attachedRoutes") == 1)
+
+    def route_accepted() -> bool:
+        parents = status(GW, "httproutes", "llm-route").get("parents") or [{}]
+        return _conditions(parents[0]) == {"Accepted": "True", "ResolvedRefs": "True"}
+
+    def pool_accepted() -> bool:
+        parents = status(INF, "inferencepools", "deepseek-r1-1-5b").get("parents") or [{}]
+        return _conditions(parents[0]).get("Accepted") == "True"
+
+    async with gateway_router(local_cluster, kube.ns):
+        await wait_until(gateway_programmed, timeout=60)
+        await wait_until(route_accepted, timeout=60)
+        await wait_until(pool_accepted, timeout=60)
+
+
+async def test_status_writer_writes_nothing_once_status_is_current(local_cluster: LocalCluster, kube: Kube) -> None:
+    gw_port = free_port()
+    kube.create(INF, "inferencepools", inference_pool("deepseek-r1-1-5b", "ds-1-5b"))
+    kube.create(GW, "gateways", gateway("default", gw_port))
+    kube.create(GW, "httproutes", http_route("llm-route", "default", "deepseek-r1-1-5b"))
+    async with gateway_router(local_cluster, kube.ns) as gr:
+        writer = gr.discovery.status_writer
+        assert writer is not None
+
+        async def idle_pass() -> bool:
+            before = writer.writes
+            await asyncio.to_thread(writer.write_all)
+            return writer.writes == before
+
+        await wait_until(idle_pass, timeout=60, interval=0.3)
