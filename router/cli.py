@@ -11,7 +11,7 @@ from aiohttp import web
 
 from router import debug
 from router.config import RouterConfig, load_config
-from router.server import Router
+from router.server import Router, tune_gc_for_serving
 
 log = logging.getLogger("caldera.router")
 
@@ -53,6 +53,7 @@ async def serve(config: RouterConfig, kubeconfig: str | None = None, cluster: bo
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
     await site.start()
+    tune_gc_for_serving()
     if gateway is not None:
         await gateway.bind(runner)  # one more server per Gateway listener port
     log.info("router listening", extra={"host": config.host, "port": config.port, "profile": config.profile,

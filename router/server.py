@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import time
@@ -550,3 +551,17 @@ async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def tune_gc_for_serving(gen0_threshold: int = 20_000) -> None:
+    """Freeze what start-up allocated and run the cyclic collector far less often.
+
+    With CPython's default thresholds (700, 10, 10) the collector ran ~200 times a second under
+    load, and each full pass walked every module, pydantic model and route object start-up
+    left behind (tens of ms a pass): about 30 µs per request and pauses in the p99. A proxied
+    request's objects are freed by reference counting, so frequent young passes find nothing.
+    Call once, after start-up, in the serving process only.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(gen0_threshold, 20, 20)
