@@ -9,6 +9,7 @@ the router keeps serving ModelRoutes and picks the CRD up when it appears.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -40,8 +41,10 @@ class GatewayDiscovery(Discovery):
     def __init__(self, state: RouterState, mode: GatewayMode, kubeconfig: str | None = None,
                  namespace: str | None = None, on_synced: Callable[[], None] | None = None,
                  debounce_s: float = 0.05, crds: Mapping[str, tuple[str, str, str]] = KINDS) -> None:
-        super().__init__(state, kubeconfig=kubeconfig, namespace=namespace, on_synced=on_synced,
+        # Ready (on_synced) only once the listener ports of the synced Gateways are open too.
+        super().__init__(state, kubeconfig=kubeconfig, namespace=namespace, on_synced=self._after_rebuild,
                          debounce_s=debounce_s)
+        self._on_ready = on_synced
         self.mode = mode
         self.crds = crds  # kind -> (group, version, CRD name)
         self.kinds = ["gateways"]
@@ -50,6 +53,7 @@ class GatewayDiscovery(Discovery):
         self.caches: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.kinds}
         self.required_kinds |= set(self.kinds)
         self.status_writer: StatusWriter | None = None
+        self._pending_ready: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await super().start()
@@ -105,6 +109,16 @@ class GatewayDiscovery(Discovery):
                 self.mode.absent_kinds.discard(kind)
                 log.info(f"CRD {crd} is installed: watching {kind}", extra={"kind": kind})
             self._watch(kind, list_fn, cache)  # returns only on stop
+
+    def _after_rebuild(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._ready_when_listening())
+        self._pending_ready.add(task)
+        task.add_done_callback(self._pending_ready.discard)
+
+    async def _ready_when_listening(self) -> None:
+        await self.mode.settle()
+        if self._on_ready is not None:
+            self._on_ready()
 
     def extra_state(self) -> dict[str, Any]:
         c = self.caches

@@ -103,6 +103,11 @@ class GatewayMode:
         lm = self.listeners
         return self.table, dict(self.raw), dict(lm.errors), lm.open_ports() | {self.router.config.port}
 
+    async def settle(self) -> None:
+        """Wait for listener changes already scheduled (ports opened or closed)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
