@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from router.providers.adapters import upstream_url
 from router.providers.api import CREDENTIAL_LABEL
 from router.providers.harness import REPLY_WORDS, ProviderServer
 from router.providers.provider import compile_providers
+from router.request import RequestError
+from router.routing import ProviderDecision, RouteTable, compile_route, compile_server, match
 
 NS = "default"
 TOKEN = "sk-test-123"
@@ -276,3 +279,41 @@ def test_whitespace_only_credential_is_invalid() -> None:
 def test_reserved_static_header_makes_the_configuration_invalid() -> None:
     obj = emp("https://h", headers={"Authorization": "x"})
     assert conditions(obj, [secret()])["Ready"] == ("False", "ConfigurationInvalid")
+
+
+async def test_messages_path_requires_router_auth_and_the_client_key_never_reaches_the_provider(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router: RunningRouter = await start_router(
+        modelRoutes=[route()], externalModelProviders=[emp(provider.url, providerType="Anthropic")],
+        secrets=[secret()], kvEvents=False, providers={"caFile": str(provider.cert)},
+        auth={"apiKeys": [{"key": "sk-alice-000", "user": "alice"}]})
+    body = {"model": "gpt", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    denied, _ = await chat(router, body, path="/v1/messages")
+    allowed, _ = await chat(router, body, {"x-api-key": "sk-alice-000"}, path="/v1/messages")
+    assert (denied, allowed, [r.headers["x-api-key"] for r in provider.received]) == (401, 200, [TOKEN])
+
+
+def test_a_route_target_names_a_provider_in_its_namespace() -> None:
+    (p,) = compile_providers([emp("https://h", auth=None, model="up")], [])
+    decision = match(RouteTable.build([compile_route(route())], [], [p]), "gpt", "/v1/chat/completions", {})
+    assert isinstance(decision, ProviderDecision)
+    assert (decision.provider.key, decision.upstream_model) == ("default/ext", "up")
+
+
+def test_a_route_to_a_missing_provider_is_not_found() -> None:
+    with pytest.raises(RequestError) as info:
+        match(RouteTable.build([compile_route(route())], [], []), "gpt", "/v1/chat/completions", {})
+    assert info.value.status == 404
+
+
+def test_canary_weights_split_between_a_model_server_and_a_provider() -> None:
+    canary = route()
+    canary["spec"]["rules"][0]["targetModels"] = [{"modelServerName": "local", "weight": 90},
+                                                   {"externalModelProviderName": "ext", "weight": 10}]
+    server = compile_server({"metadata": {"name": "local", "namespace": NS}, "spec": {
+        "inferenceEngine": "vLLM", "workloadSelector": {"matchLabels": {"app": "x"}}, "workloadPort": {"port": 8000}}})
+    table = RouteTable.build([compile_route(canary)], [server], compile_providers([emp("https://h", auth=None)], []))
+    rng = random.Random(7)
+    hits = sum(isinstance(match(table, "gpt", "/v1/chat/completions", {}, None, rng), ProviderDecision)
+               for _ in range(10_000))
+    assert 700 <= hits <= 1300
