@@ -15,7 +15,7 @@ from router.providers.anthropic import (
 )
 from router.request import RequestError
 
-TOOL = {"type": "function", "function": {"name": "weather", "description": "forecast",
+TOOL: dict[str, Any] = {"type": "function", "function": {"name": "weather", "description": "forecast",
                                          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 
 
@@ -80,14 +80,14 @@ def chunks(out: bytes) -> list[Any]:
 
 def test_streamed_tool_use_becomes_tool_call_deltas() -> None:
     t = StreamTranslator("claude", include_usage=True)
-    out = b"".join(t.feed(e) for e in [
+    stream: list[dict[str, Any]] = [
         {"type": "message_start", "message": {"id": "m", "model": "claude", "usage": {"input_tokens": 4}}},
         {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "tu", "name": "w"}},
         {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"c'}},
         {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '":1}'}},
         {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 6}},
-        {"type": "message_stop"}])
-    events = chunks(out)
+        {"type": "message_stop"}]
+    events = chunks(b"".join(t.feed(e) for e in stream))
     calls = [e["choices"][0]["delta"]["tool_calls"][0] for e in events[:-2] if "tool_calls" in e["choices"][0]["delta"]]
     assert "".join(c["function"]["arguments"] for c in calls) == '{"c":1}'
     assert {c["index"] for c in calls} == {0} and calls[0]["id"] == "tu"
