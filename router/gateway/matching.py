@@ -124,14 +124,14 @@ class GatewayRouter:
         self.attached_routes = attached_routes  # compiled ModelRoutes that have parentRefs
         self.main_port = main_port
         self._views: dict[tuple[str, str, bool], RouteTable] = {}
-        self._base_id = 0
+        self._base: RouteTable | None = None  # the table the cached views were derived from
 
     def view(self, base: RouteTable, listener: Listener | None, on_main: bool) -> RouteTable | None:
         if listener is None:
             return base if on_main else None
-        if id(base) != self._base_id:
+        if base is not self._base:
             self._views.clear()
-            self._base_id = id(base)
+            self._base = base
         key = (listener.gateway, listener.name, on_main)
         view = self._views.get(key)
         if view is None:

@@ -1,6 +1,7 @@
 """Gateway mode in static configuration, in front of real enginesim processes: one HTTP server
 per Gateway listener port, HTTPRoute -> InferencePool, EPP headers, the config dump."""
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from aiohttp import web
 from router.config import RouterConfig
 from router.debug import ConfigDump, static_source
 from router.gateway.mode import GatewayMode
-from router.harness import Engines, free_port, route, server
+from router.harness import Engines, free_port, route, server, wait_until
 from router.server import Router
 
 pytestmark = pytest.mark.slow
@@ -156,6 +157,20 @@ async def test_listener_ports_follow_gateway_changes(engines: Engines) -> None:
 
 
 async def wait_for(predicate: Callable[[], bool]) -> None:
-    from router.harness import wait_until
-
     await wait_until(predicate, timeout=10)
+
+
+async def test_listener_port_in_use_is_reported_and_the_rest_keeps_serving(engines: Engines) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy, free = taken.getsockname()[1], free_port()
+        gws = [{"metadata": {"name": "edge", "namespace": "default"},
+                "spec": {"gatewayClassName": "kthena-router",
+                         "listeners": [{"name": "busy", "port": busy, "protocol": "HTTP"},
+                                       {"name": "free", "port": free, "protocol": "HTTP"}]}}]
+        async with gateway_router({"gateway": {"enableGatewayAPI": True, "gateways": gws}}) as (router, mode):
+            assert mode.listeners.open_ports() == {free}
+            dumped = (await get(router.config.port, "/debug/config_dump/gateways"))["gateways"][0]["listeners"]
+            assert [(x["name"], x["open"], bool(x["error"])) for x in dumped] == [("busy", False, True),
+                                                                                 ("free", True, False)]
