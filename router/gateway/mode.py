@@ -54,7 +54,8 @@ class GatewayMode:
         routes, gws, hrs, ips = list(model_routes), list(gateways), list(http_routes), list(pools)
         s = self.settings
         table = GatewayTable.build(gws, hrs, ips, routes, class_names=s.class_names,
-                                   inference_extension=s.enable_inference_extension)
+                                   inference_extension=s.enable_inference_extension,
+                                   enforce_allowed_routes=s.enforce_allowed_routes)
         attached: list[Route] = []
         for obj in routes:
             if not (obj.get("spec") or {}).get("parentRefs"):

@@ -40,6 +40,13 @@ class Listener:
     port: int
     protocol: str
     hostname: str | None = None  # None: every host
+    allowed_from: str = "Same"  # allowedRoutes.namespaces.from: Same (the API default), All, Selector
+
+    def allows(self, route_namespace: str) -> bool:
+        """allowedRoutes for a route in `route_namespace` (Selector needs namespace labels: refused)."""
+        if self.allowed_from == "All":
+            return True
+        return self.allowed_from == "Same" and route_namespace == self.gateway.split("/", 1)[0]
 
     def host_rank(self, host: str) -> int:
         """How specifically this listener claims a host: 3 exact, 2 wildcard, 1 any, 0 not at all."""
@@ -80,8 +87,9 @@ def compile_gateway(obj: Mapping[str, Any]) -> Gateway:
             unsupported.append(f"{lname}: protocol {protocol} is not supported (only HTTP)")
             continue
         hostname = item.get("hostname") or None
+        allowed = ((item.get("allowedRoutes") or {}).get("namespaces") or {}).get("from") or "Same"
         listeners.append(Listener(gateway=f"{namespace}/{name}", name=lname, port=port, protocol=protocol,
-                                  hostname=hostname.lower() if hostname else None))
+                                  hostname=hostname.lower() if hostname else None, allowed_from=allowed))
     return Gateway(namespace=namespace, name=name, class_name=class_name, listeners=tuple(listeners),
                    unsupported=tuple(unsupported))
 

@@ -19,6 +19,9 @@ class GatewaySettings(BaseModel):
     # Gateways of these GatewayClass names are served; others are left to other controllers.
     class_names: list[str] = Field(default_factory=lambda: list(DEFAULT_CLASS_NAMES), alias="gatewayClassNames",
                                    min_length=1)
+    # Honour Gateway listeners' allowedRoutes.namespaces (Same, the API default, or All; Selector is
+    # refused). Off by default: Kthena attaches routes of any namespace, and its manifests rely on it.
+    enforce_allowed_routes: bool = Field(False, alias="enforceAllowedRoutes")
     # Write Accepted/Programmed (Gateway) and Accepted/ResolvedRefs (HTTPRoute) status in cluster mode.
     write_status: bool = Field(True, alias="writeStatus")
     # Static mode (no cluster): the objects themselves, as they would be applied.

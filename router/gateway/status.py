@@ -114,9 +114,15 @@ def desired_http_route_parents(obj: Mapping[str, Any], table: GatewayTable) -> l
         attached = [lid for lid in table.attached_routes.get(key, ())
                     if lid.startswith(ref.gateway + "/")
                     and (ref.section is None or lid == f"{ref.gateway}/{ref.section}")]
-        accepted = _cond("Accepted", bool(attached), "Accepted" if attached else "NoMatchingParent",
-                         "Route attached to " + ", ".join(attached) if attached
-                         else "No listener of this Gateway matches the parentRef and hostnames", gen)
+        denied = [lid for lid in table.denied_routes.get(key, ()) if lid.startswith(ref.gateway + "/")]
+        if attached:
+            accepted = _cond("Accepted", True, "Accepted", "Route attached to " + ", ".join(attached), gen)
+        elif denied:
+            accepted = _cond("Accepted", False, "NotAllowedByListeners",
+                             "allowedRoutes of " + ", ".join(denied) + " do not admit this namespace", gen)
+        else:
+            accepted = _cond("Accepted", False, "NoMatchingParent",
+                             "No listener of this Gateway matches the parentRef and hostnames", gen)
         missing: list[str] = []
         invalid: list[str] = []
         for rule in route.rules if route is not None else ():

@@ -64,6 +64,8 @@ def _listener_id(listener: Listener) -> tuple[str, str]:
 class GatewayTable:
     class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
     inference_extension: bool = False
+    # Honour listeners' allowedRoutes (off: routes of any namespace attach, as in Kthena).
+    enforce_allowed_routes: bool = False
     gateways: dict[str, Gateway] = field(default_factory=dict)  # ours only, by namespace/name
     ignored_gateways: list[str] = field(default_factory=list)  # other classes
     http_routes: dict[str, HTTPRoute] = field(default_factory=dict)
@@ -71,14 +73,17 @@ class GatewayTable:
     by_port: dict[int, tuple[Listener, ...]] = field(default_factory=dict)
     entries: dict[tuple[str, str], tuple[Entry, ...]] = field(default_factory=dict)
     attached_routes: dict[str, list[str]] = field(default_factory=dict)  # HTTPRoute key -> listener ids
+    denied_routes: dict[str, list[str]] = field(default_factory=dict)  # refused by allowedRoutes
     modelroute_parents: dict[str, tuple[ParentRef, ...]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, gateways: Iterable[Mapping[str, Any]], http_routes: Iterable[Mapping[str, Any]] = (),
               pools: Iterable[Mapping[str, Any]] = (), model_routes: Iterable[Mapping[str, Any]] = (),
-              class_names: Iterable[str] = DEFAULT_CLASS_NAMES, inference_extension: bool = False) -> GatewayTable:
-        t = cls(class_names=tuple(class_names), inference_extension=inference_extension)
+              class_names: Iterable[str] = DEFAULT_CLASS_NAMES, inference_extension: bool = False,
+              enforce_allowed_routes: bool = False) -> GatewayTable:
+        t = cls(class_names=tuple(class_names), inference_extension=inference_extension,
+                enforce_allowed_routes=enforce_allowed_routes)
         for obj in gateways:
             try:
                 gw = compile_gateway(obj)
@@ -132,6 +137,9 @@ class GatewayTable:
                         continue
                     if not hosts_intersect(listener.hostname, route.hostnames):
                         continue
+                    if self.enforce_allowed_routes and not listener.allows(route.namespace):
+                        self.denied_routes.setdefault(route.key, []).append(f"{listener.gateway}/{listener.name}")
+                        continue
                     self.attached_routes.setdefault(route.key, []).append(f"{listener.gateway}/{listener.name}")
                     bucket = per_listener.setdefault(_listener_id(listener), [])
                     for rule in route.rules:
@@ -154,6 +162,8 @@ class GatewayTable:
         return best
 
     def modelroute_attached(self, route_key: str, listener: Listener) -> bool:
+        if self.enforce_allowed_routes and not listener.allows(route_key.split("/", 1)[0]):
+            return False
         return any(p.attaches(listener) for p in self.modelroute_parents.get(route_key, ()))
 
     def entries_for(self, listener: Listener) -> tuple[Entry, ...]:

@@ -344,3 +344,38 @@ def test_pool_selects_ready_pods_once_per_target_port() -> None:
                  pools=list(gw.pools.values()))
     eps = state.endpoints_of(gw.pools["apps/p"])
     assert sorted(e.address for e in eps) == ["127.1.0.5:8000", "127.1.0.5:8001"]
+
+
+# ---- allowedRoutes (opt-in) --------------------------------------------------------------------
+
+
+def allowing(obj: dict[str, Any], frm: str) -> dict[str, Any]:
+    for listener in obj["spec"]["listeners"]:
+        listener["allowedRoutes"] = {"namespaces": {"from": frm}}
+    return obj
+
+
+def test_allowed_routes_are_ignored_unless_enforced() -> None:
+    gw = GatewayTable.build([allowing(gateway("gw", ("http", 8081)), "Same")],
+                            [http_route("r", [{"backendRefs": [pool_ref("p")]}])], [pool("p")],
+                            inference_extension=True)
+    assert gw.attached_routes == {"apps/r": ["gw/gw/http"]}
+
+
+@pytest.mark.parametrize(("frm", "attached"), [("Same", False), ("All", True), ("Selector", False)])
+def test_enforced_allowed_routes_admit_namespaces(frm: str, attached: bool) -> None:
+    gw = GatewayTable.build([allowing(gateway("gw", ("http", 8081)), frm)],
+                            [http_route("r", [{"backendRefs": [pool_ref("p")]}])], [pool("p")],
+                            model_routes=[model_route("m", "chat", "s", [{"name": "gw", "namespace": "gw"}])],
+                            inference_extension=True, enforce_allowed_routes=True)
+    listener = gw.listener_for(8081, "h")
+    assert listener is not None
+    assert ("apps/r" in gw.attached_routes) is attached and ("apps/r" in gw.denied_routes) is not attached
+    assert gw.modelroute_attached("apps/m", listener) is attached
+
+
+def test_enforced_same_namespace_admits_routes_next_to_the_gateway() -> None:
+    gw = GatewayTable.build([allowing(gateway("gw", ("http", 8081), ns="apps"), "Same")],
+                            [http_route("r", [{"backendRefs": [pool_ref("p")]}], parents=[{"name": "gw"}])],
+                            [pool("p")], inference_extension=True, enforce_allowed_routes=True)
+    assert gw.attached_routes == {"apps/r": ["apps/gw/http"]}

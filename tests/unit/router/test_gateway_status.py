@@ -112,3 +112,15 @@ def test_other_controllers_entries_are_kept_and_unchanged_conditions_keep_their_
     again = merge_parents(desired_http_route_parents(route(), t), first, "2026-11-21T13:00:00Z")
     assert parents_unchanged(again, first)
     assert again[1]["conditions"][0]["lastTransitionTime"] == NOW
+
+
+def test_http_route_refused_by_allowed_routes_says_so() -> None:
+    gw = gateway()
+    gw["spec"]["listeners"][0]["allowedRoutes"] = {"namespaces": {"from": "Same"}}
+    r = route()
+    r["metadata"]["namespace"] = "apps"
+    r["spec"]["parentRefs"][0]["namespace"] = "ns"
+    t = GatewayTable.build([gw], [r], [pool()], inference_extension=True, enforce_allowed_routes=True)
+    parents = desired_http_route_parents(r, t)
+    assert parents is not None
+    assert conds(parents[0]["conditions"])["Accepted"] == ("False", "NotAllowedByListeners")
