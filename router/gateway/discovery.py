@@ -84,19 +84,22 @@ class GatewayDiscovery(Discovery):
 
     def _watch_optional(self, kind: str, crd: str, list_fn: Callable[..., Any],
                         cache: dict[str, dict[str, Any]]) -> None:
-        """Watch `kind` once its CRD is served; until then it is empty (and logged once)."""
+        """Watch `kind` once its CRD is served and readable; until then it is empty (logged once)."""
         while not self._stop.is_set():
             try:
                 list_fn(limit=1)
             except ApiException as exc:
-                if exc.status != 404:
+                if exc.status not in (403, 404):
                     log.warning("cannot list Gateway API objects", extra={"kind": kind, "reason": str(exc.reason)})
                     self._stop.wait(2.0)
                     continue
+                # Absent CRD or missing RBAC: serve without this kind rather than not at all.
                 if kind not in self.mode.absent_kinds:
                     self.mode.absent_kinds.add(kind)
-                    log.warning(f"CRD {crd} is not installed: no {kind} until it is; ModelRoutes are served "
-                                "as usual", extra={"kind": kind, "crd": crd})
+                    why = (f"CRD {crd} is not installed" if exc.status == 404
+                           else f"the router may not list {crd} (RBAC: get/list/watch)")
+                    log.warning(f"{why}: no {kind} until it can; ModelRoutes are served as usual",
+                                extra={"kind": kind, "crd": crd, "status": exc.status})
                 cache.clear()
                 self._changed(kind, synced=True)
                 self._stop.wait(CRD_PROBE_INTERVAL_S)
