@@ -62,6 +62,8 @@ class Rule:
             return False
         if self.uri is not None and not self.uri.matches(path):
             return False
+        if not self.headers:
+            return True
         return all(m.matches(headers.get(name)) for name, m in self.headers)
 
 

@@ -36,8 +36,8 @@ from router.providers.proxy import ProviderProxy
 from router.request import CHAT_COMPLETIONS, COMPLETIONS, ParsedRequest, RequestError, parse_request
 from router.resilience import failover, migration
 from router.resilience.guard import Guard
-from router.resilience.retry import policy_for
-from router.routing import ProviderDecision, RouteDecision, match
+from router.resilience.retry import RetryPolicy, policy_for
+from router.routing import ProviderDecision, RouteDecision, Server, match
 from router.scheduling import Decision, Profile, SchedulingContext, Signals
 from router.scrape import scrape_loop
 from router.state import PodInfo, RouterState
@@ -86,7 +86,9 @@ class Router:
         self.profile: Profile = build_profile(config.profile, config.all_profiles()[config.profile], self.rng)
         self.subscribers = SubscriberPool(index=self.signals.precise, on_batch=self._on_kv_batch,
                                           on_gap=lambda pod: self.metrics.kv_event_gaps.labels(pod).inc())
-        self.recent: deque[dict[str, Any]] = deque(maxlen=64)
+        # The last decisions, explained only when /debug/state asks (not on every request).
+        self.recent: deque[tuple[str, Decision, dict[str, Any] | None]] = deque(maxlen=64)
+        self._policies: dict[int, tuple[Server, RetryPolicy]] = {}
         self.access_log = AccessLog() if config.access_log else None
         self.ready = False
         # Gateway mode (router.gateway) routes by listener, ModelRoute parentRefs and HTTPRoutes.
@@ -234,7 +236,8 @@ class Router:
             "precise": {e: self.signals.precise.blocks_of(e) for e in self.state.endpoints},
             "subscribers": {p: vars(s.stats) for p, s in self.subscribers.subscribers.items()},
         }
-        snap["recentDecisions"] = list(self.recent)
+        snap["recentDecisions"] = [{"model": model, **decision.explain(), **(extra or {})}
+                                   for model, decision, extra in list(self.recent)]
         return web.Response(body=orjson.dumps(snap, default=str), content_type="application/json")
 
     # ---- inference -------------------------------------------------------------------------
@@ -305,8 +308,16 @@ class Router:
         return decision
 
     def _remember(self, parsed: ParsedRequest, decision: Decision, extra: dict[str, Any] | None = None) -> None:
-        entry = {"model": parsed.model, **decision.explain(), **(extra or {})}
-        self.recent.append(entry)
+        self.recent.append((parsed.model, decision, extra))
+
+    def _policy(self, server: Server) -> RetryPolicy:
+        """The server's retry policy, built once per compiled server (routes rebuild on change)."""
+        cached = self._policies.get(id(server))
+        if cached is None or cached[0] is not server:
+            if len(self._policies) > 1024:
+                self._policies.clear()
+            cached = self._policies[id(server)] = (server, policy_for(server, self.config.resilience.retries, None))
+        return cached[1]
 
     async def _serve(self, request: web.Request, parsed: ParsedRequest, rd: RouteDecision,
                      outcome: Outcome) -> web.StreamResponse:
@@ -329,7 +340,7 @@ class Router:
             return await self._proxy(request, parsed, ctx, ep, body, outcome, relay=relay)
 
         return await failover.serve(  # retries, then migration of streams broken mid-way
-            decision.ordered, body, attempt, policy_for(server, res.retries, None), relay, parsed,
+            decision.ordered, body, attempt, self._policy(server), relay, parsed,
             rd.upstream_model, res.migration_limit, self.guard.metrics, server.key,
             lambda e: (e.pod, e.reason, e.status) if isinstance(e, UpstreamError) else None,
             lambda ep, text: failover.engine_tokenize(self._client(), ep, rd.upstream_model, text))
@@ -431,10 +442,12 @@ class Router:
 
     @staticmethod
     def _count_usage(data: bytes, outcome: Outcome) -> None:
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+        try:
             usage = orjson.loads(data).get("usage") or {}
             outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
             outcome.prompt_tokens = int(usage.get("prompt_tokens") or outcome.prompt_tokens)
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            pass  # not an OpenAI body: nothing to count
 
     async def _stream(self, request: web.Request, upstream: UpstreamResponse, ep: Endpoint, prefill: int,
                       outcome: Outcome, t0: float, relay: migration.StreamRelay | None = None

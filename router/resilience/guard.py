@@ -30,7 +30,7 @@ from router.resilience.drain import Drain
 from router.resilience.metrics import ResilienceMetrics
 from router.resilience.overload import all_busy
 from router.resilience.settings import ResilienceConfig
-from router.routing import RouteDecision
+from router.routing import Route, RouteDecision
 
 log = logging.getLogger("caldera.router.guard")
 
@@ -78,7 +78,7 @@ class Guard:
         self.thresholds = config.overload.thresholds()
         self.limiter = ratelimit.RateLimiter(
             on_unavailable=lambda route: self.metrics.rate_limit_unavailable.labels(route).inc())
-        self._limits: dict[str, ratelimit.RouteLimit | None] = {}
+        self._limits: dict[int, tuple[Route, ratelimit.RouteLimit | None]] = {}
         self._pending: set[asyncio.Task[Any]] = set()
         self.held = 0
         self.metrics.held.set_function(lambda: self.held)  # read when scraped, not set per request
@@ -159,15 +159,20 @@ class Guard:
     # ---- after routing ---------------------------------------------------------------------
 
     def _limit_of(self, decision: RouteDecision) -> ratelimit.RouteLimit | None:
+        """The route's compiled limit, compiled once per route object (routes rebuild on change)."""
         route = decision.route
-        key = f"{route.key}@{id(route)}"
-        if key not in self._limits:
-            try:
-                self._limits[key] = ratelimit.compile_limit(route.key, route.rate_limit)
-            except ValueError as exc:
-                log.warning("ignoring invalid rate limit", extra={"reason": str(exc)})
-                self._limits[key] = None
-        return self._limits[key]
+        cached = self._limits.get(id(route))
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        try:
+            limit = ratelimit.compile_limit(route.key, route.rate_limit)
+        except ValueError as exc:
+            log.warning("ignoring invalid rate limit", extra={"reason": str(exc)})
+            limit = None
+        if len(self._limits) > 4096:  # routes of superseded tables
+            self._limits.clear()
+        self._limits[id(route)] = (route, limit)
+        return limit
 
     async def enter(self, request: web.Request, parsed: ParsedRequest, decision: RouteDecision,
                     endpoints: Sequence[Endpoint]) -> Ticket:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from router.endpoints import Endpoint
 
@@ -24,7 +25,7 @@ class BusyThresholds:
     max_prefill_tokens: int | None = None  # the router's uncached prompt tokens not yet past first token
     staleness_s: float = 5.0
 
-    @property
+    @cached_property  # checked on every request
     def enabled(self) -> bool:
         return any(v is not None for v in (self.max_kv_usage, self.max_waiting, self.max_inflight,
                                            self.max_prefill_tokens))
