@@ -146,36 +146,47 @@ class Profile:
     scorers: list[WeightedScorer]
     picker: Picker
 
+    def __post_init__(self) -> None:
+        # Metric labels per plugin, built once: run() is on every request's path.
+        self._filter_keys = [f"filter/{f.name}" for f in self.filters]
+        self._scorer_keys = [f"scorer/{ws.scorer.name}" for ws in self.scorers]
+        self._picker_key = f"picker/{self.picker.name}"
+
     def run(self, ctx: SchedulingContext, endpoints: Sequence[Endpoint]) -> Decision | None:
         """None when no endpoint is left to choose from."""
+        clock = time.perf_counter
         durations: dict[str, float] = {}
         dropped: dict[str, list[str]] = {}
         candidates = list(endpoints)
-        for f in self.filters:
-            t0 = time.perf_counter()
+        for f, key in zip(self.filters, self._filter_keys, strict=True):
+            t0 = clock()
             kept = f.filter(ctx, candidates)
-            durations[f"filter/{f.name}"] = time.perf_counter() - t0
+            durations[key] = clock() - t0
             if len(kept) < len(candidates):
                 names = {e.name for e in kept}
                 dropped[f.name] = [e.name for e in candidates if e.name not in names]
             candidates = kept
         if not candidates:
             return None
-        totals = [0.0] * len(candidates)
-        per: dict[str, dict[str, float]] = {e.name: {} for e in candidates}
-        for ws in self.scorers:
-            t0 = time.perf_counter()
+        n = len(candidates)
+        names_ = [e.name for e in candidates]
+        totals = [0.0] * n
+        per: dict[str, dict[str, float]] = {name: {} for name in names_}
+        for ws, key in zip(self.scorers, self._scorer_keys, strict=True):
+            t0 = clock()
             scores = ws.scorer.score(ctx, candidates)
-            durations[f"scorer/{ws.scorer.name}"] = time.perf_counter() - t0
-            for i, (e, s) in enumerate(zip(candidates, scores, strict=True)):
-                s = min(1.0, max(0.0, s))
-                per[e.name][ws.scorer.name] = s
-                totals[i] += ws.weight * s
-        t0 = time.perf_counter()
+            durations[key] = clock() - t0
+            if len(scores) != n:
+                raise ValueError(f"scorer {ws.scorer.name} returned {len(scores)} scores for {n} endpoints")
+            scorer, weight = ws.scorer.name, ws.weight
+            for i, s in enumerate(scores):
+                s = 1.0 if s >= 1.0 else (s if s > 0.0 else 0.0)  # clamp to [0, 1]; NaN counts as 0
+                per[names_[i]][scorer] = s
+                totals[i] += weight * s
+        t0 = clock()
         ordered = self.picker.pick(ctx, candidates, totals)
-        durations[f"picker/{self.picker.name}"] = time.perf_counter() - t0
-        return Decision(ordered=ordered, scores=per,
-                        totals={e.name: t for e, t in zip(candidates, totals, strict=True)},
+        durations[self._picker_key] = clock() - t0
+        return Decision(ordered=ordered, scores=per, totals=dict(zip(names_, totals, strict=True)),
                         filtered_out=dropped, durations_s=durations)
 
 
