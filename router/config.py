@@ -125,14 +125,13 @@ def _p(type_: str, weight: float = 1.0, **params: Any) -> PluginRef:
     return PluginRef(type=type_, weight=weight, params=params)
 
 
-# The default (see docs/router.md): llm-d's weighting of prefix affinity against engine load,
-# with our speculative precise index, plus the router's own in-flight count against herding
-# between scrapes.
+# The default (see docs/router.md): prefix affinity from the speculative precise index
+# outweighs load, so a prefix stays on one pod (no copies evicting each other); load picks
+# the pod for a new prefix, and the imbalance guard moves a hot prefix off a pod far ahead.
 BUILTIN_PROFILES: dict[str, ProfileConfig] = {
     "default": ProfileConfig(
-        filters=[_p("healthy")],
-        scorers=[_p("kv-events", 3), _p("queue", 2), _p("kv-usage", 2), _p("inflight", 1, by="requests"),
-                 _p("lora-affinity", 1)],
+        filters=[_p("healthy"), _p("imbalance", abs_threshold=32, rel_threshold=2.0)],
+        scorers=[_p("kv-events", 3), _p("inflight", 1, by="requests"), _p("queue", 1), _p("lora-affinity", 1)],
         picker=_p("max-score")),
     "random": ProfileConfig(picker=_p("random")),
     "round-robin": ProfileConfig(picker=_p("round-robin")),
@@ -151,7 +150,8 @@ _SCORERS: dict[str, type] = {
     "queue": QueueScorer, "running": RunningScorer, "inflight": InflightScorer, "latency": LatencyScorer,
     "lora-affinity": LoraAffinityScorer, "cost-model": CostModelScorer,
 }
-_FILTERS: dict[str, type] = {"healthy": flt.HealthyFilter, "busy": flt.BusyFilter, "lora": flt.LoraFilter}
+_FILTERS: dict[str, type] = {"healthy": flt.HealthyFilter, "busy": flt.BusyFilter, "lora": flt.LoraFilter,
+                             "imbalance": flt.ImbalanceFilter}
 _PICKERS: dict[str, type] = {"max-score": pk.MaxScorePicker, "weighted-random": pk.WeightedRandomPicker,
                              "softmax": pk.SoftmaxPicker, "random": pk.RandomPicker,
                              "round-robin": pk.RoundRobinPicker}

@@ -46,6 +46,30 @@ class BusyFilter:
 
 
 @dataclass
+class ImbalanceFilter:
+    """Drop pods whose router in-flight requests run far ahead of the least loaded pod.
+
+    Cache affinity outweighs load in the default profile, so without a guard a hot prefix
+    would pile onto one pod. As SGLang's cache-aware policy, a pod is too far ahead when it
+    leads the least loaded one by more than `abs_threshold` requests *and* by more than
+    `rel_threshold` times; its requests then go to the best of the rest, which replicates
+    the hot prefix there. Below the thresholds, load differences are left to the scorers:
+    a miss costs a full prefill plus other prefixes' evictions, which a small lead does not.
+    """
+
+    name: str = "imbalance"
+    abs_threshold: float = 16
+    rel_threshold: float = 1.5
+
+    def filter(self, ctx: SchedulingContext, endpoints: Sequence[Endpoint]) -> list[Endpoint]:
+        if len(endpoints) < 2:
+            return list(endpoints)
+        low = min(e.inflight_requests for e in endpoints)
+        limit = max(low + self.abs_threshold, low * self.rel_threshold)
+        return [e for e in endpoints if e.inflight_requests <= limit]
+
+
+@dataclass
 class LoraFilter:
     """For a LoRA request, keep pods that have the adapter loaded, if any do."""
 

@@ -6,7 +6,7 @@ import pytest
 from router.config import BUILTIN_PROFILES, build_profile
 from router.cost_model import CostModelScorer, pod_cost
 from router.endpoints import Endpoint, EngineMetrics
-from router.filters import BusyFilter, HealthyFilter
+from router.filters import BusyFilter, HealthyFilter, ImbalanceFilter
 from router.pickers import MaxScorePicker, RoundRobinPicker, SoftmaxPicker, WeightedRandomPicker
 from router.request import COMPLETIONS, parse_request
 from router.scheduling import SchedulingContext, Signals
@@ -169,6 +169,35 @@ def test_healthy_filter_drops_failed_pods():
     sick, fine = ep("sick"), ep("fine")
     sick.healthy = False
     assert HealthyFilter().filter(ctx(), [sick, fine]) == [fine]
+
+
+def loaded(name, requests, **metrics):
+    e = ep(name, **metrics)
+    for _ in range(requests):
+        e.begin(100, 0)
+    return e
+
+
+def test_imbalance_filter_drops_a_pod_far_ahead_of_the_least_loaded():
+    idle, busy, hot = loaded("idle", 2), loaded("busy", 10), loaded("hot", 40)
+    assert ImbalanceFilter(abs_threshold=16, rel_threshold=1.5).filter(ctx(), [idle, busy, hot]) == [idle, busy]
+
+
+def test_imbalance_filter_needs_both_the_absolute_and_the_relative_lead():
+    low, high = loaded("low", 100), loaded("high", 140)  # 40 ahead, but only 1.4 times
+    assert ImbalanceFilter(abs_threshold=16, rel_threshold=1.5).filter(ctx(), [low, high]) == [low, high]
+    few, more = loaded("few", 1), loaded("more", 10)  # 10 times, but only 9 ahead
+    assert ImbalanceFilter(abs_threshold=16, rel_threshold=1.5).filter(ctx(), [few, more]) == [few, more]
+
+
+def test_default_profile_keeps_a_cached_pod_a_few_requests_ahead():
+    sig = Signals()
+    sig.approx.record("b", ctx(signals=sig).approx_hashes)
+    profile = build_profile("default", BUILTIN_PROFILES["default"], random.Random(0))
+    pods = [loaded("a", 4, waiting=2, kv_usage=0.5), loaded("b", 12, waiting=6, kv_usage=0.9),
+            loaded("c", 6, waiting=3, kv_usage=0.6)]
+    decision = profile.run(ctx(signals=sig), pods)
+    assert decision is not None and decision.chosen.name == "b"
 
 
 def test_default_profile_prefers_the_cached_pod_when_load_is_equal():
