@@ -93,6 +93,7 @@ class Router:
         self.ready = False
         # Gateway mode (router.gateway) routes by listener, ModelRoute parentRefs and HTTPRoutes.
         self.route_hook: Callable[[web.Request, ParsedRequest], RouteDecision | ProviderDecision] | None = None
+        self.models_hook: Callable[[web.Request], list[str]] | None = None  # model names served where it arrived
         self.session: aiohttp.ClientSession | None = None
         self.pool = UpstreamPool()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -215,8 +216,8 @@ class Router:
             return _error(500, "internal router error", err_type="server_error")
 
     async def handle_models(self, request: web.Request) -> web.Response:
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "caldera"}
-                for name in self.state.table.model_names()]
+        names = self.models_hook(request) if self.models_hook is not None else self.state.table.model_names()
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "caldera"} for name in names]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
 
     async def handle_healthz(self, request: web.Request) -> web.Response:

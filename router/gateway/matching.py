@@ -139,6 +139,13 @@ class GatewayRouter:
             view = self._views[key] = route_view(base, mine, include_base=on_main)
         return view
 
+    def model_names(self, base: RouteTable, port: int | None, host: str) -> list[str]:
+        """The ModelRoute model and LoRA names a request on (port, host) can reach."""
+        on_main = port is None or port == self.main_port
+        listener = self.gw.listener_for(port, normalize_host(host)) if port is not None else None
+        table = self.view(base, listener, on_main)
+        return table.model_names() if table is not None else []
+
     def decide(self, base: RouteTable, facts: RequestFacts, model: str, split_key: str | None = None,
                rng: random.Random | None = None) -> RouteDecision | ProviderDecision:
         on_main = facts.port is None or facts.port == self.main_port

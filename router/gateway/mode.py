@@ -45,6 +45,7 @@ class GatewayMode:
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_listeners_changed: Callable[[], None] | None = None  # e.g. StatusWriter.submit
         router.route_hook = self.route
+        router.models_hook = self.model_names
 
     # ---- configuration ---------------------------------------------------------------------
 
@@ -117,10 +118,17 @@ class GatewayMode:
 
     # ---- requests --------------------------------------------------------------------------
 
+    def model_names(self, request: web.Request) -> list[str]:
+        return self.matcher.model_names(self.router.state.table, _local_port(request), request.host)
+
     def route(self, request: web.Request, parsed: ParsedRequest) -> RouteDecision | ProviderDecision:
-        sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
-        port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
-        facts = RequestFacts.of(port, request.host, request.path, request.method, request.headers, request.query)
+        facts = RequestFacts.of(_local_port(request), request.host, request.path, request.method, request.headers, request.query)
         router = self.router
         return self.matcher.decide(router.state.table, facts, parsed.model, router._split_key(request, parsed),
                                    router.rng)
+
+
+def _local_port(request: web.Request) -> int | None:
+    """The port the request arrived on: which listener it belongs to."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None

@@ -174,3 +174,10 @@ async def test_listener_port_in_use_is_reported_and_the_rest_keeps_serving(engin
             dumped = (await get(router.config.port, "/debug/config_dump/gateways"))["gateways"][0]["listeners"]
             assert [(x["name"], x["open"], bool(x["error"])) for x in dumped] == [("busy", False, True),
                                                                                  ("free", True, False)]
+
+
+async def test_models_list_what_each_port_serves(pool_setup: Any) -> None:
+    router, gw_port, _ = pool_setup
+    main = [m["id"] for m in (await get(router.config.port, "/v1/models"))["data"]]
+    on_gateway = [m["id"] for m in (await get(gw_port, "/v1/models"))["data"]]
+    assert (main, on_gateway) == (["chat"], [])

@@ -379,3 +379,13 @@ def test_enforced_same_namespace_admits_routes_next_to_the_gateway() -> None:
                             [http_route("r", [{"backendRefs": [pool_ref("p")]}], parents=[{"name": "gw"}])],
                             [pool("p")], inference_extension=True, enforce_allowed_routes=True)
     assert gw.attached_routes == {"apps/r": ["apps/gw/http"]}
+
+
+def test_model_names_are_those_reachable_on_the_listener() -> None:
+    base, gr = build([gateway("custom", ("http", 8081))],
+                     routes=[model_route("r1", "plain", "s"),
+                             model_route("r2", "bound", "s", [{"name": "custom", "namespace": "gw"}])],
+                     servers=[model_server("s", "m")])
+    assert gr.model_names(base, MAIN, "h") == ["plain"]
+    assert gr.model_names(base, 8081, "h") == ["bound"]
+    assert gr.model_names(base, 9999, "h") == []
