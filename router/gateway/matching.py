@@ -154,11 +154,18 @@ class GatewayRouter:
         if table is None:
             raise RequestError(404, f"no Gateway listener on port {facts.port} accepts host '{facts.host}'",
                                code="listener_not_found")
+        http_routes = listener is not None and self.gw.inference_extension
+        if http_routes and model not in table.by_model and model not in table.by_lora:
+            assert listener is not None
+            hit = match_http_route(self.gw, listener, facts)  # no ModelRoute for it: skip the raise
+            if hit is not None:
+                return decide_pool(self.gw, hit[0], hit[1], listener, model, facts.headers, split_key, rng)
         try:
             decision = match(table, model, facts.path, facts.headers, split_key, rng)
         except RequestError:
-            if listener is None or not self.gw.inference_extension:
+            if not http_routes:
                 raise
+            assert listener is not None
             hit = match_http_route(self.gw, listener, facts)
             if hit is None:
                 raise

@@ -152,14 +152,15 @@ class PathMatch:
     type: str
     value: str
     regex: re.Pattern[str] | None = None
+    prefix: str = ""  # PathPrefix without its trailing '/'
 
     def matches(self, path: str) -> bool:
         if self.type == "Exact":
             return path == self.value
         if self.type == "PathPrefix":
             # Segment-wise: '/v1' matches '/v1' and '/v1/x', not '/v10'; a trailing '/' is ignored.
-            prefix = self.value.rstrip("/")
-            return not prefix or path == prefix or path.startswith(prefix + "/")
+            prefix = self.prefix
+            return not prefix or path == prefix or (path.startswith(prefix) and path[len(prefix)] == "/")
         assert self.regex is not None
         return self.regex.fullmatch(path) is not None
 
@@ -281,7 +282,7 @@ def _route_match(obj: Mapping[str, Any], where: str) -> RouteMatch:
         raise RouteConfigError(f"{where}.path.value: expected an absolute path, got {pvalue!r}")
     regex = _compile_regex(pvalue, f"{where}.path.value") if ptype == "RegularExpression" else None
     method = obj.get("method")
-    return RouteMatch(path=PathMatch(type=ptype, value=pvalue, regex=regex),
+    return RouteMatch(path=PathMatch(type=ptype, value=pvalue, regex=regex, prefix=pvalue.rstrip("/")),
                       method=method.upper() if isinstance(method, str) else None,
                       headers=_value_matches(obj.get("headers"), f"{where}.headers", lower=True),
                       query=_value_matches(obj.get("queryParams"), f"{where}.queryParams", lower=False))
