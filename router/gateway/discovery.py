@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from caldera.kube import api_client
 from router.discovery import Discovery
+from router.gateway.defaults import ensure_defaults
 from router.gateway.mode import GatewayMode
 from router.gateway.objects import GATEWAY_GROUP, GATEWAY_VERSION, INFERENCE_GROUP, INFERENCE_VERSION
 from router.gateway.status import StatusWriter
@@ -56,8 +57,11 @@ class GatewayDiscovery(Discovery):
         self._pending_ready: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await super().start()
         api = api_client(self.kubeconfig)
+        if self.mode.settings.default_gateway.create:
+            await asyncio.to_thread(ensure_defaults, api, self.mode.settings, self.namespace,
+                                    self.mode.router.config.port)
+        await super().start()
         if self.mode.settings.write_status:
             self.status_writer = StatusWriter(api, self.mode.status_snapshot)
             self.mode.on_listeners_changed = self.status_writer.submit

@@ -9,6 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from router.gateway.table import DEFAULT_CLASS_NAMES
 
 
+class DefaultGateway(BaseModel):
+    """The Gateway Kthena's router creates at start in Gateway mode, on the router's own port, so
+    that routes with `parentRefs: [{name: default, namespace: <router namespace>}]` are served."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    create: bool = True  # cluster mode: create it (and its GatewayClass) when absent
+    name: str = "default"
+    namespace: str | None = None  # None: $POD_NAMESPACE, else the watched namespace, else "default"
+
+
 class GatewaySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -22,6 +33,7 @@ class GatewaySettings(BaseModel):
     # Honour Gateway listeners' allowedRoutes.namespaces (Same, the API default, or All; Selector is
     # refused). Off by default: Kthena attaches routes of any namespace, and its manifests rely on it.
     enforce_allowed_routes: bool = Field(False, alias="enforceAllowedRoutes")
+    default_gateway: DefaultGateway = Field(default_factory=DefaultGateway, alias="defaultGateway")
     # Write Accepted/Programmed (Gateway) and Accepted/ResolvedRefs (HTTPRoute) status in cluster mode.
     write_status: bool = Field(True, alias="writeStatus")
     # Static mode (no cluster): the objects themselves, as they would be applied.

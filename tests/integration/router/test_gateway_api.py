@@ -137,11 +137,14 @@ class RunningGatewayRouter:
 
 @contextlib.asynccontextmanager
 async def gateway_router(local_cluster: LocalCluster, ns: str, inference_extension: bool = True,
-                         crds: dict[str, tuple[str, str, str]] | None = None) -> AsyncIterator[RunningGatewayRouter]:
-    """The router as `caldera router --enable-gateway-api[-inference-extension]` runs it, in-process."""
+                         crds: dict[str, tuple[str, str, str]] | None = None, default_gateway: bool = False
+                         ) -> AsyncIterator[RunningGatewayRouter]:
+    """The router as `caldera router --enable-gateway-api[-inference-extension]` runs it, in-process
+    (without Kthena's default Gateway unless asked: most tests create their own `default`)."""
     config = RouterConfig.model_validate({
         "port": free_port(), "metricsInterval": 0.2, "kvEvents": False, "accessLog": False,
-        "gateway": {"enableGatewayAPI": True, "enableGatewayAPIInferenceExtension": inference_extension}})
+        "gateway": {"enableGatewayAPI": True, "enableGatewayAPIInferenceExtension": inference_extension,
+                    "defaultGateway": {"create": default_gateway}}})
     router = Router(config)
     mode = GatewayMode(router, config.gateway)
     disc = GatewayDiscovery(router.state, mode, kubeconfig=str(local_cluster.kubeconfig), namespace=ns,
@@ -289,8 +292,10 @@ async def test_duplicate_model_name(local_cluster: LocalCluster, kube: Kube) -> 
     kube.pods("ds-7b", "deepseek-r1-7b", 1)
     kube.create((GROUP, VERSION), "modelservers", model_server("deepseek-r1-1-5b", "ds-1-5b", "deepseek-r1-1.5b"))
     kube.create((GROUP, VERSION), "modelservers", model_server("deepseek-r1-7b", "ds-7b", "deepseek-r1-7b"))
-    async with gateway_router(local_cluster, kube.ns, inference_extension=False) as gr:
-        kube.create(GW, "gateways", gateway("default", gr.port))  # the router's own port is a listener too
+    # As Kthena's router, ours creates Gateway `default` on its own port (here in its namespace).
+    async with gateway_router(local_cluster, kube.ns, inference_extension=False, default_gateway=True) as gr:
+        default = kube.custom.get_namespaced_custom_object(*GW, kube.ns, "gateways", "default")
+        assert default["spec"]["listeners"][0]["port"] == gr.port
         kube.create(GW, "gateways", gateway("kthena-gateway-custom", custom_port))
         kube.create((GROUP, VERSION), "modelroutes",
                     model_route("deepseek-simple-default", "deepseek-simple", "deepseek-r1-1-5b", "default"))
