@@ -54,3 +54,5 @@ def ensure_defaults(api: client.ApiClient, settings: GatewaySettings, watched: s
                 return  # the Gateway API CRDs are not installed (discovery says so)
             log.warning(f"cannot create the default {what}; routes attached to it are not served until it "
                         "exists", extra={"status": exc.status, "reason": str(exc.reason)})
+        except Exception as exc:  # API server unreachable: discovery retries its own calls; this is best effort
+            log.warning(f"cannot create the default {what}", extra={"reason": repr(exc)})
