@@ -128,7 +128,7 @@ class FastHistogram(_Family):
         return out
 
 
-class _FamiliesCollector(Collector):
+class FamiliesCollector(Collector):
     def __init__(self, families: Sequence[_Family]) -> None:
         self.families = families
 
@@ -158,7 +158,7 @@ class RouterMetrics:
         self.prefix_match = FastHistogram("caldera_router_prefix_match_ratio",
                                           "Fraction of the prompt cached on the chosen pod (router's estimate).",
                                           (), _RATIO_BUCKETS)
-        r.register(_FamiliesCollector([self.requests, self.duration, self.ttft, self.tokens,
+        r.register(FamiliesCollector([self.requests, self.duration, self.ttft, self.tokens,
                                        self.plugin_duration, self.prefix_match]))
         self.upstream_errors = Counter("caldera_router_upstream_errors", "Failed upstream attempts.",
                                        ["pod", "reason"], registry=r)

@@ -132,3 +132,12 @@ async def test_rejected_requests_are_counted_by_status_and_code(two_models):
     async with two_models.session.get(two_models.url + "/metrics") as r:
         text = await r.text()
     assert 'caldera_router_rejected_total{code="model_not_found",status="404"} 1.0' in text
+
+
+async def test_debug_state_explains_the_latest_routing_decisions(two_models):
+    await two_models.complete({"model": "chat", "prompt": "explain me", "max_tokens": 2}, {"user-type": "premium"})
+    async with two_models.session.get(two_models.url + "/debug/state") as r:
+        state = await r.json()
+    latest = state["recentDecisions"][-1]
+    assert latest["model"] == "chat" and latest["chosen"] == latest["order"][0]
+    assert latest["scores"][latest["chosen"]] and latest["chosen"] in latest["totals"]
