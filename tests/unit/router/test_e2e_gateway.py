@@ -181,3 +181,34 @@ async def test_models_list_what_each_port_serves(pool_setup: Any) -> None:
     main = [m["id"] for m in (await get(router.config.port, "/v1/models"))["data"]]
     on_gateway = [m["id"] for m in (await get(gw_port, "/v1/models"))["data"]]
     assert (main, on_gateway) == (["chat"], [])
+
+
+async def test_host_header_picks_the_listener_among_gateways_sharing_a_port(engines: Engines) -> None:
+    a = await engines.start("a-0", "--served-model-name", "m", labels={"app": "a"})
+    b = await engines.start("b-0", "--served-model-name", "m", labels={"app": "b"})
+    port = free_port()
+
+    def gw(name: str, host: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "default"},
+                "spec": {"gatewayClassName": "kthena-router",
+                         "listeners": [{"name": "http", "port": port, "protocol": "HTTP", "hostname": host}]}}
+
+    def http_route(name: str, gateway: str, pool: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "default"},
+                "spec": {"parentRefs": [{"name": gateway}], "rules": [{"backendRefs": [pool_ref(pool)]}]}}
+
+    def pool(name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": name}}, "targetPorts": [{"number": 8000}]}}
+
+    cfg = {"endpoints": [a.endpoint(), b.endpoint()], "gateway": {
+        "enableGatewayAPIInferenceExtension": True,
+        "gateways": [gw("alpha", "alpha.example.com"), gw("beta", "*.beta.example.com")],
+        "httpRoutes": [http_route("to-a", "alpha", "a"), http_route("to-b", "beta", "b")],
+        "inferencePools": [pool("a"), pool("b")]}}
+    async with gateway_router(cfg):
+        body = {"model": "m", "prompt": "hi", "max_tokens": 1}
+        _s, _b, alpha = await post(port, body, {"host": "alpha.example.com"})
+        _s, _b, beta = await post(port, body, {"host": "api.beta.example.com:8443"})
+        status, _b, _h = await post(port, body, {"host": "gamma.example.com"})
+        assert (alpha["x-caldera-pod"], beta["x-caldera-pod"], status) == ("default/a-0", "default/b-0", 404)
