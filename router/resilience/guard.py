@@ -1,11 +1,13 @@
 """The guard: what a request passes before it may reach an engine, and what it owes afterwards.
 
-Before the body is read (an aiohttp middleware): drain (503), authentication (401) and the
+Before the body is read (an aiohttp middleware, on every inference path, the provider-only
+/v1/messages and /v1/responses included): drain (503), authentication (401) and the
 router-wide admission bound (503), so refused requests cost almost nothing and never reach
-an engine. After routing (`enter`): the route's token rate limit (429), overload rejection
-when every endpoint is busy (503), and the per-user fair queue. `leave` charges the output
-tokens and releases the fair slot. Refusals are OpenAI-style JSON errors with Retry-After
-and the limit headers; the server's own code only calls `enter` and `leave`.
+an engine or a provider. After routing (`enter`, engine targets only): the route's token
+rate limit (429), overload rejection when every endpoint is busy (503), and the per-user fair
+queue. `leave` charges the output tokens and releases the fair slot. Refusals are
+OpenAI-style JSON errors with Retry-After and the limit headers; the server's own code only
+calls `enter` and `leave`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ log = logging.getLogger("caldera.router.guard")
 
 USER_KEY = web.RequestKey("caldera.user", str)
 HEADERS_KEY = web.RequestKey("caldera.headers", dict[str, str])
-_INFERENCE = frozenset({COMPLETIONS, CHAT_COMPLETIONS})
+# Every path that can reach an engine or a hosted provider: /v1/messages and /v1/responses are
+# served only by ExternalModelProvider targets (router.providers), but drain, authentication and
+# the admission bound apply to them all the same.
+_INFERENCE = frozenset({COMPLETIONS, CHAT_COMPLETIONS, "/v1/messages", "/v1/responses"})
 
 
 class Rejected(RequestError):
