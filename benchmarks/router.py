@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this file's folder leads sys.path and its siblings (router.py, enginesim.py)
 # would shadow the packages of the same names.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from router.resilience.harness import open_streams  # noqa: E402
+
 PY = sys.executable
 NOFILE = 200_000
 
@@ -305,31 +307,6 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), backlog=8192, access_l
 '''
 
 
-async def open_streams(port: int, n: int, concurrency: int = 500) -> tuple[list[asyncio.StreamWriter], int]:
-    body = json.dumps({"model": "bench", "prompt": "hold", "max_tokens": 1000, "stream": True}).encode()
-    req = (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    writers: list[asyncio.StreamWriter] = []
-    failed = 0
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one() -> None:
-        nonlocal failed
-        async with gate:
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(req)
-                head = await asyncio.wait_for(reader.readuntil(b"data: "), 30)
-                if b" 200 " not in head.split(b"\r\n", 1)[0]:
-                    failed += 1
-                writers.append(writer)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, asyncio.LimitOverrunError):
-                failed += 1
-
-    await asyncio.gather(*(one() for _ in range(n)))
-    return writers, failed
-
-
 def static_router_config(port: int, backend: int, **extra: Any) -> dict[str, Any]:
     return {
         "port": port, "accessLog": True, "metricsInterval": 1.0,
@@ -390,7 +367,7 @@ async def overhead(workdir: Path, quick: bool) -> dict[str, Any]:
         # RLIMIT_NOFILE caps a process below 2 x 10,000, so measure as many as fit and extrapolate.
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         n = 2000 if quick else min(10_000, (hard - 400) // 2)
-        writers, failed = await open_streams(sse_router_port, n)
+        writers, failed = await open_streams(sse_router_port, n, concurrency=500, model="bench", until=b"data: ")
         held_rss = rss_mb(sse_router.pid)
         for w in writers:
             w.close()

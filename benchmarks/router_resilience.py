@@ -45,7 +45,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import aiohttp  # noqa: E402
 
 from router.harness import Engines, free_port, route, server  # noqa: E402
-from router.resilience.harness import engine_metric, read_sse, start_router_process  # noqa: E402
+from router.resilience.harness import engine_metric, open_streams, read_sse, start_router_process  # noqa: E402
 
 PY = sys.executable
 FAIR_TIME_SCALE = 0.5
@@ -99,31 +99,6 @@ def ms(v: float | None) -> float | None:
 
 
 # ---- idle streams --------------------------------------------------------------------------
-
-async def open_streams(port: int, n: int, concurrency: int = 400) -> tuple[list[asyncio.StreamWriter], int]:
-    body = json.dumps({"model": "m", "prompt": "hold", "max_tokens": 1000, "stream": True}).encode()
-    req = (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    writers: list[asyncio.StreamWriter] = []
-    failed = 0
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one() -> None:
-        nonlocal failed
-        async with gate:
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(req)
-                head = await asyncio.wait_for(reader.readuntil(b"\n\n"), 30)
-                if b" 200 " not in head.split(b"\r\n", 1)[0]:
-                    failed += 1
-                writers.append(writer)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, asyncio.LimitOverrunError):
-                failed += 1
-
-    await asyncio.gather(*(one() for _ in range(n)))
-    return writers, failed
-
 
 async def idle_streams(tmp: Path, quick: bool) -> dict[str, Any]:
     hard = raise_nofile()

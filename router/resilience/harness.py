@@ -8,6 +8,7 @@ loopback port with our own throw-away configuration, never the system service.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -139,3 +140,32 @@ async def read_sse(resp: aiohttp.ClientResponse) -> list[bytes]:
         if line.startswith(b"data: "):
             events.append(line[6:].strip())
     return events
+
+
+async def open_streams(port: int, n: int, *, concurrency: int = 400, model: str = "m",
+                       until: bytes = b"\n\n") -> tuple[list[asyncio.StreamWriter], int]:
+    """Open `n` streaming completions on 127.0.0.1:`port` and keep them open (for memory
+    per idle stream); each is counted open once its response head and `until` arrived.
+    Returns the writers (close them to end the streams) and how many failed."""
+    body = json.dumps({"model": model, "prompt": "hold", "max_tokens": 1000, "stream": True}).encode()
+    req = (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    writers: list[asyncio.StreamWriter] = []
+    failed = 0
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        nonlocal failed
+        async with gate:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(req)
+                head = await asyncio.wait_for(reader.readuntil(until), 30)
+                if b" 200 " not in head.split(b"\r\n", 1)[0]:
+                    failed += 1
+                writers.append(writer)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, asyncio.LimitOverrunError):
+                failed += 1
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return writers, failed
