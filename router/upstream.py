@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 _CRLF = b"\r\n"
+_INCOMPLETE = object()  # _parse_chunk: the buffer does not hold a whole chunk yet
 _JOIN_BELOW = 64 * 1024  # bytes of body sent in the same buffer as the request head
 
 
@@ -92,13 +93,17 @@ class UpstreamResponse:
         self._released = False
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive (de-chunked)."""
+        """Body bytes as they arrive (de-chunked).
+
+        Each piece is everything already received: chunks that arrived together (a router
+        behind on a busy stream) go on in one piece, one write to the client instead of one
+        per chunk. Nothing waits to batch, so a lone event goes on at once.
+        """
         p = self._proto
         while not self._done:
             if self._chunked:
-                piece = await self._next_chunk()
+                piece = await self._next_chunks()
                 if piece is None:
-                    self._done = True
                     break
                 yield piece
                 continue
@@ -121,29 +126,56 @@ class UpstreamResponse:
             yield data
         self.release()
 
-    async def _next_chunk(self) -> bytes | None:
+    async def _next_chunks(self) -> bytes | None:
+        """The data of every complete chunk buffered, joined (waits while there is none).
+
+        None, and the response is done, when the last chunk comes first.
+        """
         p = self._proto
-        while True:
-            end = p.buf.find(_CRLF)
-            if end >= 0:
-                size_text = bytes(p.buf[:end]).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise UpstreamConnectionError(f"bad chunk size {size_text!r}") from None
-                if size == 0:
-                    trailer_end = p.buf.find(b"\r\n\r\n", end)
-                    if trailer_end >= 0 or p.buf[end + 2: end + 4] == _CRLF:
-                        cut = end + 4 if p.buf[end + 2: end + 4] == _CRLF else trailer_end + 4
-                        del p.buf[:cut]
-                        return None
-                elif len(p.buf) >= end + 2 + size + 2:
-                    data = bytes(p.buf[end + 2: end + 2 + size])
-                    del p.buf[: end + 2 + size + 2]
-                    return data
+        while (piece := self._parse_chunk()) is _INCOMPLETE:
             if p.closed:
                 raise UpstreamConnectionError("connection closed mid-chunk")
             await p.wait_data()
+        if piece is None:
+            self._done = True
+            return None
+        assert isinstance(piece, bytes)
+        pieces: list[bytes] | None = None
+        while (more := self._parse_chunk()) is not _INCOMPLETE:
+            if more is None:
+                self._done = True  # the body ended with what is returned now
+                break
+            assert isinstance(more, bytes)
+            if pieces is None:
+                pieces = [piece]
+            pieces.append(more)
+        return piece if pieces is None else b"".join(pieces)
+
+    def _parse_chunk(self) -> bytes | object | None:
+        """Take one complete chunk off the buffer: its data, None for the last chunk, or _INCOMPLETE."""
+        buf = self._proto.buf
+        end = buf.find(_CRLF)
+        if end < 0:
+            return _INCOMPLETE
+        size_text = bytes(buf[:end]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise UpstreamConnectionError(f"bad chunk size {size_text!r}") from None
+        if size == 0:
+            if buf[end + 2: end + 4] == _CRLF:
+                del buf[: end + 4]
+                return None
+            trailer_end = buf.find(b"\r\n\r\n", end)
+            if trailer_end >= 0:
+                del buf[: trailer_end + 4]
+                return None
+            return _INCOMPLETE
+        if len(buf) < end + 2 + size + 2:
+            return _INCOMPLETE
+        data = bytes(buf[end + 2: end + 2 + size])
+        del buf[: end + 2 + size + 2]
+        return data
 
     async def read(self) -> bytes:
         """The whole body (for JSON answers; streams go through iter_chunks)."""

@@ -174,3 +174,19 @@ async def test_a_chunked_stream_is_passed_through_chunk_by_chunk() -> None:
         assert [c async for c in again.iter_chunks()]
         pool.close()
     assert b.connections == 1
+
+
+async def test_chunks_that_arrived_together_go_on_as_one_piece() -> None:
+    events = [b"data: %d\n\n" % i for i in range(5)]
+    wire = b"".join(f"{len(e):x}\r\n".encode() + e + b"\r\n" for e in events) + b"0\r\n\r\n"
+
+    async def burst(body: bytes, w: asyncio.StreamWriter) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + wire)  # one write, one arrival
+        return True
+
+    pool = UpstreamPool()
+    async with backend(burst) as b:
+        resp = await pool.request(b.address, "POST", "/x", b"{}")
+        pieces = [c async for c in resp.iter_chunks()]
+        pool.close()
+    assert pieces == [b"".join(events)]
