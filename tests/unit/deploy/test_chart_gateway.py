@@ -1,0 +1,130 @@
+"""router.gatewayAPI: Gateway API mode and the Inference Extension, switched on by the chart
+(the router's flags, its default Gateway's configuration) with exactly the declared grants."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from router.cli import router_command
+from router.config import RouterConfig
+
+ROOT = Path(__file__).resolve().parents[3]
+PERMISSIONS = yaml.safe_load((ROOT / "deploy" / "helm" / "caldera" / "files" / "permissions.yaml").read_text())
+Objects = list[dict[str, Any]]
+GATEWAY = frozenset({"routerGatewayAPI", "routerDefaultGateway"})
+EXTENSION = GATEWAY | {"routerGatewayAPIInferenceExtension"}
+GATEWAY_GROUPS = {"gateway.networking.k8s.io", "inference.networking.k8s.io"}
+
+
+def gateway_values(**gateway_api: Any) -> dict[str, Any]:
+    return {"router": {"gatewayAPI": gateway_api}}
+
+
+def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def declared(conditions: frozenset[str], scope: str | None = None) -> set[tuple[str, str, str]]:
+    return grants([e for e in PERMISSIONS["router"] if (not e.get("when") or e["when"] in conditions)
+                   and (scope is None or e["scope"] == scope)])
+
+
+def router_rules(objects: Objects, kind: str = "ClusterRole") -> list[dict[str, Any]]:
+    (role,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == "caldera-router"]
+    return list(role["rules"])
+
+
+def router_args(objects: Objects) -> list[str]:
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "caldera-router"]
+    return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def router_config(objects: Objects) -> dict[str, Any]:
+    (config_map,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "caldera-router"]
+    config: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
+    return config
+
+
+def gateway_flags(objects: Objects) -> list[str]:
+    return [a for a in router_args(objects) if a.startswith("--enable-gateway-api")]
+
+
+def test_gateway_mode_router_role_grants_exactly_the_declared_gateway_permissions(
+        render: Callable[..., Objects]) -> None:
+    assert grants(router_rules(render(gateway_values(enabled=True)))) == declared(GATEWAY)
+
+
+def test_inference_extension_router_role_grants_exactly_the_declared_permissions(
+        render: Callable[..., Objects]) -> None:
+    assert grants(router_rules(render(gateway_values(inferenceExtension=True)))) == declared(EXTENSION)
+
+
+def test_gateway_mode_alone_grants_nothing_on_httproutes_or_inferencepools(render: Callable[..., Objects]) -> None:
+    resources = {r for _, r, _ in grants(router_rules(render(gateway_values(enabled=True))))}
+    assert not resources & {"httproutes", "httproutes/status", "inferencepools", "inferencepools/status"}
+
+
+def test_gateway_mode_passes_the_gateway_api_flag(render: Callable[..., Objects]) -> None:
+    assert gateway_flags(render(gateway_values(enabled=True))) == ["--enable-gateway-api"]
+
+
+def test_inference_extension_passes_both_flags(render: Callable[..., Objects]) -> None:
+    assert gateway_flags(render(gateway_values(inferenceExtension=True))) == [
+        "--enable-gateway-api", "--enable-gateway-api-inference-extension"]
+
+
+def test_rendered_gateway_args_are_options_of_caldera_router(render: Callable[..., Objects], tmp_path: Path) -> None:
+    objects = render(gateway_values(inferenceExtension=True))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(router_config(objects)))
+    args = router_args(objects)
+    args = [f"--config={config}" if a.startswith("--config=") else a for a in args[args.index("router") + 1:]]
+    params = router_command.make_context("router", args).params
+    assert (params["enable_gateway_api"], params["enable_gateway_api_inference_extension"]) == (True, True)
+
+
+def test_default_gateway_is_created_in_the_release_namespace(render: Callable[..., Objects]) -> None:
+    config = RouterConfig.model_validate(router_config(render(gateway_values(enabled=True), namespace="gw-system")))
+    assert (config.gateway.default_gateway.create, config.gateway.default_gateway.namespace) == (True, "gw-system")
+
+
+def test_router_watching_one_namespace_creates_its_default_gateway_there(render: Callable[..., Objects]) -> None:
+    objects = render({"router": {"gatewayAPI": {"enabled": True}, "watchNamespace": "serving"}})
+    assert RouterConfig.model_validate(router_config(objects)).gateway.default_gateway.namespace == "serving"
+
+
+def test_router_watching_one_namespace_gets_gateway_grants_there_and_only_gatewayclasses_cluster_wide(
+        render: Callable[..., Objects]) -> None:
+    objects = render({"router": {"gatewayAPI": {"inferenceExtension": True}, "watchNamespace": "serving"}})
+    (role,) = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "caldera-router"]
+    assert (role["metadata"]["namespace"], grants(role["rules"]), grants(router_rules(objects))) == (
+        "serving", declared(EXTENSION, "namespaced"),
+        {("gateway.networking.k8s.io", "gatewayclasses", "create")})
+
+
+def test_without_the_default_gateway_the_router_creates_nothing(render: Callable[..., Objects]) -> None:
+    objects = render(gateway_values(inferenceExtension=True, createDefaultGateway=False))
+    verbs = {v for _, _, v in grants(router_rules(objects))}
+    assert (verbs, RouterConfig.model_validate(router_config(objects)).gateway.default_gateway.create) == (
+        {"list", "watch", "patch"}, False)
+
+
+def test_gateway_values_win_over_the_router_config_on_the_default_gateway(render: Callable[..., Objects]) -> None:
+    objects = render({"router": {"gatewayAPI": {"enabled": True, "createDefaultGateway": False},
+                                 "config": {"gateway": {"defaultGateway": {"create": True}}}}})
+    assert router_config(objects)["gateway"]["defaultGateway"]["create"] is False
+
+
+def test_gateway_mode_keeps_the_rest_of_the_router_config(render: Callable[..., Objects]) -> None:
+    objects = render({"router": {"gatewayAPI": {"enabled": True}, "config": {"profile": "random"}}})
+    assert router_config(objects) == {"profile": "random",
+                                      "gateway": {"defaultGateway": {"create": True, "namespace": "caldera-system"}}}
+
+
+def test_default_router_has_no_gateway_flags_or_grants(default_objects: Objects) -> None:
+    groups = {g for g, _, _ in grants(router_rules(default_objects))}
+    assert (gateway_flags(default_objects), groups & GATEWAY_GROUPS) == ([], set())
