@@ -22,14 +22,23 @@ from router.limits.auth import AuthConfig
 from router.limits.settings import FairnessConfig
 from router.resilience.settings import ResilienceConfig
 from router.scheduling import Filter, Picker, Profile, Scorer, WeightedScorer
+from router.scorers.active_request import ActiveRequestScorer
+from router.scorers.cache_aware import CacheAwareScorer
 from router.scorers.inflight import InflightScorer
 from router.scorers.kv_events import KVEventsScorer
 from router.scorers.kv_usage import KVUsageScorer
 from router.scorers.latency import LatencyScorer
+from router.scorers.least_kv_cache import LeastKVCacheScorer
+from router.scorers.least_latency import LeastLatencyScorer
+from router.scorers.least_utilization import LeastBusyTimeScorer, LeastUtilizationScorer
+from router.scorers.load_aware import LoadAwareScorer
 from router.scorers.lora_affinity import LoraAffinityScorer
+from router.scorers.no_hit_lru import NoHitLRUScorer
 from router.scorers.prefix_cache import PrefixCacheScorer
 from router.scorers.queue import QueueScorer
 from router.scorers.running import RunningScorer
+from router.scorers.throughput import ThroughputScorer
+from router.scorers.token_load import TokenLoadScorer
 
 
 class _Model(BaseModel):
@@ -143,18 +152,44 @@ BUILTIN_PROFILES: dict[str, ProfileConfig] = {
     "affinity": ProfileConfig(scorers=[_p("kv-events", 3), _p("inflight", 1, by="requests"), _p("queue", 1)],
                               picker=_p("max-score")),
     "dynamo": ProfileConfig(scorers=[_p("cost-model", 1, overlap_weight=1.0)], picker=_p("max-score")),
+    # The reference systems' own policies with their defaults, for comparison (docs/router.md).
+    # llm-d's EPP defaults (pkg/epp/config/loader/defaults.go) and its optimized-baseline guide.
+    "llm-d": ProfileConfig(scorers=[_p("queue", 2), _p("kv-usage", 2), _p("prefix-cache", 3)],
+                           picker=_p("max-score")),
+    "llm-d-optimized-baseline": ProfileConfig(filters=[_p("prefix-cache-affinity")],
+                                              scorers=[_p("token-load", 1)], picker=_p("max-score")),
+    # SGLang's cache_aware: the cache scorer outweighs load lexicographically (see cache_aware.py).
+    "sglang-cache-aware": ProfileConfig(
+        filters=[_p("imbalance-least-loaded", abs_threshold=64, rel_threshold=1.5)],
+        scorers=[_p("cache-aware", 1000, cache_threshold=0.3), _p("inflight", 1, by="requests")],
+        picker=_p("max-score")),
+    "sglang-power-of-two": ProfileConfig(scorers=[_p("inflight", 1, by="requests")], picker=_p("power-of-two")),
+    # SGLang consistent_hashing, vLLM router's session hash, production-stack's `session` logic.
+    "session": ProfileConfig(picker=_p("consistent-hash")),
+    "aibrix-least-latency": ProfileConfig(scorers=[_p("least-latency", 1)], picker=_p("max-score")),
+    "aibrix-throughput": ProfileConfig(scorers=[_p("throughput", 1)], picker=_p("max-score")),
+    "aibrix-least-kv-cache": ProfileConfig(scorers=[_p("least-kv-cache", 1)], picker=_p("max-score")),
+    "aibrix-least-utilization": ProfileConfig(scorers=[_p("least-utilization", 1)], picker=_p("max-score")),
 }
 
 _SCORERS: dict[str, type] = {
     "prefix-cache": PrefixCacheScorer, "kv-events": KVEventsScorer, "kv-usage": KVUsageScorer,
     "queue": QueueScorer, "running": RunningScorer, "inflight": InflightScorer, "latency": LatencyScorer,
     "lora-affinity": LoraAffinityScorer, "cost-model": CostModelScorer,
+    # Parity with llm-d, SGLang and AIBrix (reference names without the "-scorer" suffix).
+    "load-aware": LoadAwareScorer, "active-request": ActiveRequestScorer, "token-load": TokenLoadScorer,
+    "no-hit-lru": NoHitLRUScorer, "cache-aware": CacheAwareScorer, "least-latency": LeastLatencyScorer,
+    "throughput": ThroughputScorer, "least-kv-cache": LeastKVCacheScorer,
+    "least-utilization": LeastUtilizationScorer, "least-busy-time": LeastBusyTimeScorer,
 }
 _FILTERS: dict[str, type] = {"healthy": flt.HealthyFilter, "busy": flt.BusyFilter, "lora": flt.LoraFilter,
-                             "imbalance": flt.ImbalanceFilter}
+                             "imbalance": flt.ImbalanceFilter,
+                             "imbalance-least-loaded": flt.LeastLoadedIfImbalancedFilter,
+                             "prefix-cache-affinity": flt.PrefixCacheAffinityFilter}
 _PICKERS: dict[str, type] = {"max-score": pk.MaxScorePicker, "weighted-random": pk.WeightedRandomPicker,
                              "softmax": pk.SoftmaxPicker, "random": pk.RandomPicker,
-                             "round-robin": pk.RoundRobinPicker}
+                             "round-robin": pk.RoundRobinPicker, "power-of-two": pk.PowerOfTwoPicker,
+                             "consistent-hash": pk.ConsistentHashPicker}
 
 
 def _make(kind: str, registry: dict[str, type], ref: PluginRef, where: str, **extra: Any) -> Any:
@@ -163,7 +198,7 @@ def _make(kind: str, registry: dict[str, type], ref: PluginRef, where: str, **ex
         raise ValueError(f"{where}: unknown {kind} {ref.type!r}; expected one of {sorted(registry)}")
     try:
         return cls(**ref.params, **extra)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # ValueError: a plugin rejected a param's value
         raise ValueError(f"{where}: bad params for {kind} {ref.type!r}: {exc}") from None
 
 

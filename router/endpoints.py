@@ -18,6 +18,14 @@ class EngineMetrics:
     kv_usage: float = 0.0  # 0..1
     ttft_s: float | None = None  # mean over the last scrape interval
     tpot_s: float | None = None
+    # Interval means for AIBrix's least-latency / throughput (None until the engine reports them).
+    queue_time_s: float | None = None
+    prefill_time_s: float | None = None
+    decode_time_s: float | None = None
+    prompt_tokens_per_req: float | None = None
+    gen_tokens_per_req: float | None = None
+    cpu_kv_usage: float = 0.0  # 0..1, CPU (swap/offload) KV usage where the engine reports it
+    busy_ratio: float | None = None  # 0..1 engine utilization / GPU busy-time ratio (xLLM's gauge)
     block_size: int | None = None
     num_gpu_blocks: int | None = None
     max_lora: int | None = None
@@ -49,6 +57,7 @@ class Endpoint:
     inflight_tokens: int = 0  # KV tokens in-flight requests add: uncached prompt + expected output
     inflight_prefill_tokens: int = 0  # uncached prompt tokens not yet past their first token
     healthy: bool = True
+    last_cold_seq: int = 0  # when this pod last got a cold (no prefix hit) request, as a sequence; 0 = never
 
     @property
     def url(self) -> str:

@@ -34,6 +34,14 @@ class MetricNames:
     prefix_hits: tuple[str, ...] = ()
     prefix_queries: tuple[str, ...] = ()
     lora_info: str | None = None
+    # AIBrix's least-latency / throughput / least-kv-cache / least-utilization inputs.
+    queue_time: tuple[str, ...] = ()  # histograms
+    prefill_time: tuple[str, ...] = ()
+    decode_time: tuple[str, ...] = ()
+    prompt_per_req: tuple[tuple[str, str], ...] = ()  # (sum, count) pairs: histogram or counters
+    gen_per_req: tuple[tuple[str, str], ...] = ()
+    cpu_kv_usage: tuple[str, ...] = ()
+    busy: tuple[str, ...] = ("engine_utilization", "gpu_busy_time_ratio")  # xLLM's gauge; vLLM/SGLang lack one
 
 
 VLLM = MetricNames(
@@ -46,6 +54,12 @@ VLLM = MetricNames(
     prefix_hits=("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),
     prefix_queries=("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),
     lora_info="vllm:lora_requests_info",
+    queue_time=("vllm:request_queue_time_seconds",),
+    prefill_time=("vllm:request_prefill_time_seconds",),
+    decode_time=("vllm:request_decode_time_seconds",),
+    prompt_per_req=(("vllm:request_prompt_tokens_sum", "vllm:request_prompt_tokens_count"),),
+    gen_per_req=(("vllm:request_generation_tokens_sum", "vllm:request_generation_tokens_count"),),
+    cpu_kv_usage=("vllm:cpu_cache_usage_perc",),
 )
 SGLANG = MetricNames(
     running=("sglang:num_running_reqs",),
@@ -54,6 +68,9 @@ SGLANG = MetricNames(
     ttft=("sglang:time_to_first_token_seconds",),
     tpot=("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
     cache_config="sglang:cache_config_info", block_size_label="page_size", num_blocks_label="num_pages",
+    queue_time=("sglang:queue_time_seconds",),
+    prompt_per_req=(("sglang:prompt_tokens_total", "sglang:num_requests_total"),),
+    gen_per_req=(("sglang:generation_tokens_total", "sglang:num_requests_total"),),
 )
 NAMES = {"vLLM": VLLM, "SGLang": SGLANG}
 
@@ -90,9 +107,12 @@ def _first(samples: dict[str, list[tuple[dict[str, str], float]]], names: Iterab
 def parse_metrics(text: str, engine: str, previous: EngineMetrics | None = None,
                   now: float | None = None) -> EngineMetrics:
     names = NAMES.get(engine, VLLM)
-    hist = [n + s for n in names.ttft + names.tpot for s in ("_sum", "_count")]
+    hist_names = names.ttft + names.tpot + names.queue_time + names.prefill_time + names.decode_time
+    hist = [n + s for n in hist_names for s in ("_sum", "_count")]
+    hist += [n for pair in names.prompt_per_req + names.gen_per_req for n in pair]
     wanted = set(names.running + names.waiting + names.kv_usage + names.prefix_hits + names.prefix_queries
-                 + tuple(hist) + (names.cache_config,) + ((names.lora_info,) if names.lora_info else ()))
+                 + tuple(hist) + (names.cache_config,) + ((names.lora_info,) if names.lora_info else ())
+                 + names.cpu_kv_usage + names.busy)
     s = parse_samples(text, wanted)
     m = EngineMetrics(scraped_at=time.time() if now is None else now)
     m.running = _first(s, names.running) or 0.0
@@ -100,8 +120,15 @@ def parse_metrics(text: str, engine: str, previous: EngineMetrics | None = None,
     m.kv_usage = _first(s, names.kv_usage, max) or 0.0
     m.prefix_hits = _first(s, names.prefix_hits) or 0.0
     m.prefix_queries = _first(s, names.prefix_queries) or 0.0
-    m.ttft_s = _interval_mean(s, names.ttft, previous, "ttft")
-    m.tpot_s = _interval_mean(s, names.tpot, previous, "tpot")
+    m.ttft_s = _interval_mean(s, names.ttft, previous, "ttft_s")
+    m.tpot_s = _interval_mean(s, names.tpot, previous, "tpot_s")
+    m.queue_time_s = _interval_mean(s, names.queue_time, previous, "queue_time_s")
+    m.prefill_time_s = _interval_mean(s, names.prefill_time, previous, "prefill_time_s")
+    m.decode_time_s = _interval_mean(s, names.decode_time, previous, "decode_time_s")
+    m.prompt_tokens_per_req = _interval_ratio(s, names.prompt_per_req, previous, "prompt_tokens_per_req")
+    m.gen_tokens_per_req = _interval_ratio(s, names.gen_per_req, previous, "gen_tokens_per_req")
+    m.cpu_kv_usage = _first(s, names.cpu_kv_usage, max) or 0.0
+    m.busy_ratio = _first(s, names.busy, max)
     for labels, _ in s.get(names.cache_config, ()):
         if labels.get(names.block_size_label, "").isdigit():
             m.block_size = int(labels[names.block_size_label])
@@ -119,19 +146,25 @@ def parse_metrics(text: str, engine: str, previous: EngineMetrics | None = None,
 
 
 def _interval_mean(s: dict[str, list[tuple[dict[str, str], float]]], names: tuple[str, ...],
-                   previous: EngineMetrics | None, which: str) -> float | None:
+                   previous: EngineMetrics | None, attr: str) -> float | None:
+    return _interval_ratio(s, tuple((n + "_sum", n + "_count") for n in names), previous, attr)
+
+
+def _interval_ratio(s: dict[str, list[tuple[dict[str, str], float]]], pairs: tuple[tuple[str, str], ...],
+                    previous: EngineMetrics | None, attr: str) -> float | None:
+    """Δsum/Δcount since the previous scrape, from the first (sum, count) pair the engine exports."""
     prev_state = previous.hist_totals if previous is not None else {}
-    for name in names:
-        total = _first(s, (name + "_sum",))
-        count = _first(s, (name + "_count",))
+    for sum_name, count_name in pairs:
+        total = _first(s, (sum_name,))
+        count = _first(s, (count_name,))
         if total is None or count is None:
             continue
-        d_count = count - prev_state.get(name + "_count", 0.0)
-        d_sum = total - prev_state.get(name + "_sum", 0.0)
+        d_count = count - prev_state.get(count_name, 0.0)
+        d_sum = total - prev_state.get(sum_name, 0.0)
         if d_count > 0:
             return d_sum / d_count
         # No new samples this interval: keep the previous mean rather than forgetting it.
-        return getattr(previous, f"{which}_s", None) if previous is not None else None
+        return getattr(previous, attr, None) if previous is not None else None
     return None
 
 

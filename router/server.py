@@ -39,6 +39,7 @@ from router.resilience.guard import Guard
 from router.resilience.retry import RetryPolicy, policy_for
 from router.routing import ProviderDecision, RouteDecision, Server, match
 from router.scheduling import Decision, Profile, SchedulingContext, Signals
+from router.scorers.no_hit_lru import note_routed
 from router.scrape import scrape_loop
 from router.state import PodInfo, RouterState
 from router.tokenize import load_tokenizer
@@ -374,6 +375,7 @@ class Router:
         prefill = int(ctx.prompt_tokens * (1.0 - cached))
         tokens = prefill + ctx.request.max_tokens  # the KV this request adds: cached prefixes are shared
         ep.begin(tokens, prefill)
+        note_routed(ctx, ep)  # before record(): stamps the pod if no pod had this prefix
         self.signals.approx.record(ep.name, ctx.approx_hashes)
         return tokens, prefill
 
