@@ -22,15 +22,18 @@ from router.endpoints import Endpoint
 from router.scheduling import SchedulingContext, min_max_inverse
 
 
+def _per_req(v: float | None, guess: float) -> float:
+    return v if v is not None and v >= 1.0 else guess  # every request has a token; less is no data
+
+
 def _guess(values: Sequence[float | None], default: float) -> float:
-    known = [v for v in values if v is not None and v > 0]
+    known = [v for v in values if v is not None and v >= 1.0]
     return sum(known) / len(known) if known else default
 
 
 def expected_latency_s(e: Endpoint, guess_prompt: float, guess_gen: float) -> float:
     m = e.metrics
-    avg_p = m.prompt_tokens_per_req if m.prompt_tokens_per_req else guess_prompt
-    avg_g = m.gen_tokens_per_req if m.gen_tokens_per_req else guess_gen
+    avg_p, avg_g = _per_req(m.prompt_tokens_per_req, guess_prompt), _per_req(m.gen_tokens_per_req, guess_gen)
     return ((m.queue_time_s or 0.0) + (m.prefill_time_s or 0.0) / avg_p * guess_prompt
             + (m.decode_time_s or 0.0) / avg_g * guess_gen)
 
