@@ -28,7 +28,7 @@ from router.scorers.inflight import InflightScorer
 from router.scorers.kv_events import KVEventsScorer
 from router.scorers.kv_usage import KVUsageScorer
 from router.scorers.latency import LatencyScorer
-from router.scorers.least_kv_cache import LeastKVCacheScorer
+from router.scorers.least_kv_cache import LeastGPUCacheScorer, LeastKVCacheScorer
 from router.scorers.least_latency import LeastLatencyScorer
 from router.scorers.least_utilization import LeastBusyTimeScorer, LeastUtilizationScorer
 from router.scorers.load_aware import LoadAwareScorer
@@ -179,7 +179,7 @@ _SCORERS: dict[str, type] = {
     # Parity with llm-d, SGLang and AIBrix (reference names without the "-scorer" suffix).
     "load-aware": LoadAwareScorer, "active-request": ActiveRequestScorer, "token-load": TokenLoadScorer,
     "no-hit-lru": NoHitLRUScorer, "cache-aware": CacheAwareScorer, "least-latency": LeastLatencyScorer,
-    "throughput": ThroughputScorer, "least-kv-cache": LeastKVCacheScorer,
+    "throughput": ThroughputScorer, "least-kv-cache": LeastKVCacheScorer, "least-gpu-cache": LeastGPUCacheScorer,
     "least-utilization": LeastUtilizationScorer, "least-busy-time": LeastBusyTimeScorer,
 }
 _FILTERS: dict[str, type] = {"healthy": flt.HealthyFilter, "busy": flt.BusyFilter, "lora": flt.LoraFilter,

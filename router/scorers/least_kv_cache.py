@@ -1,4 +1,5 @@
-"""AIBrix's least-kv-cache: the pod with the least GPU + CPU KV-cache usage.
+"""AIBrix's least-kv-cache (GPU + CPU KV-cache usage) and least-gpu-cache (GPU only): the pod
+with the least usage.
 
 Unlike `kv-usage` (absolute headroom, GPU only), the sum is min-max inverted over the
 candidates, as AIBrix normalises scores: the emptiest pod 1, the fullest 0, all 1 when equal.
@@ -17,6 +18,14 @@ from router.scheduling import SchedulingContext, min_max_inverse
 @dataclass
 class LeastKVCacheScorer:
     name: str = "least-kv-cache"
+    include_cpu: bool = True
 
     def score(self, ctx: SchedulingContext, endpoints: Sequence[Endpoint]) -> list[float]:
-        return min_max_inverse([e.metrics.kv_usage + e.metrics.cpu_kv_usage for e in endpoints])
+        cpu = 1.0 if self.include_cpu else 0.0
+        return min_max_inverse([e.metrics.kv_usage + cpu * e.metrics.cpu_kv_usage for e in endpoints])
+
+
+@dataclass
+class LeastGPUCacheScorer(LeastKVCacheScorer):
+    name: str = "least-gpu-cache"
+    include_cpu: bool = False

@@ -18,7 +18,7 @@ from router.scheduling import Profile, SchedulingContext, Signals, WeightedScore
 from router.scorers.active_request import ActiveRequestScorer
 from router.scorers.cache_aware import CacheAwareScorer
 from router.scorers.inflight import InflightScorer
-from router.scorers.least_kv_cache import LeastKVCacheScorer
+from router.scorers.least_kv_cache import LeastGPUCacheScorer, LeastKVCacheScorer
 from router.scorers.least_latency import LeastLatencyScorer, expected_latency_s
 from router.scorers.least_utilization import LeastBusyTimeScorer, LeastUtilizationScorer
 from router.scorers.load_aware import LoadAwareScorer
@@ -363,6 +363,11 @@ def test_least_kv_cache_adds_cpu_to_gpu_usage():
     assert LeastKVCacheScorer().score(ctx(), pods) == pytest.approx([0.5, 1.0, 0.0])
 
 
+def test_least_gpu_cache_ignores_cpu_usage():
+    pods = [ep("a", kv_usage=0.5, cpu_kv_usage=0.3), ep("b", kv_usage=0.7)]
+    assert LeastGPUCacheScorer().score(ctx(), pods) == [1.0, 0.0]
+
+
 def test_least_utilization_never_prefers_a_pod_without_the_gauge():
     pods = [ep("a", busy_ratio=0.2), ep("b", busy_ratio=0.6), ep("c")]
     assert LeastUtilizationScorer().score(ctx(), pods) == [1.0, 0.0, 0.0]
@@ -424,7 +429,8 @@ metrics_st = st.builds(
 pod_st = st.tuples(st.integers(0, 500), st.integers(0, 10**7), st.integers(0, 10**6), metrics_st)
 SCORERS = [LoadAwareScorer(), ActiveRequestScorer(), ActiveRequestScorer(idle_threshold=3, max_busy_score=0.4),
            TokenLoadScorer(), TokenLoadScorer(add_request_tokens=True), NoHitLRUScorer(), CacheAwareScorer(),
-           LeastLatencyScorer(), ThroughputScorer(), LeastKVCacheScorer(), LeastUtilizationScorer()]
+           LeastLatencyScorer(), ThroughputScorer(), LeastKVCacheScorer(), LeastGPUCacheScorer(),
+           LeastUtilizationScorer()]
 
 
 @settings(max_examples=150, deadline=None)
