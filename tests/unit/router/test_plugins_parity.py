@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from router.config import BUILTIN_PROFILES, RouterConfig, build_profile
 from router.endpoints import Endpoint, EngineMetrics
 from router.filters import LeastLoadedIfImbalancedFilter, PrefixCacheAffinityFilter
+from router.harness import route, server
 from router.pickers import ConsistentHashPicker, MaxScorePicker, PowerOfTwoPicker
 from router.request import COMPLETIONS, parse_request
 from router.scheduling import Profile, SchedulingContext, Signals, WeightedScorer
@@ -451,3 +452,36 @@ def test_identical_pods_never_all_get_the_same_request(name, metrics):
     pods = [ep(n, **metrics) for n in "abcd"]
     chosen = {profile.run(ctx(), pods).chosen.name for _ in range(40)}
     assert len(chosen) > 1
+
+
+# End to end: the router with real enginesim processes
+
+async def _pair(engines, start_router, profile):
+    pods = [await engines.start(f"pod-{i}", "--served-model-name", "m", labels={"app": "m"}) for i in range(2)]
+    return await start_router(profile=profile, kvEvents=False, modelServers=[server("m", model="m")],
+                              modelRoutes=[route("m", "m", [{"name": "all", "targetModels": [{"modelServerName": "m"}]}])],
+                              endpoints=[p.endpoint() for p in pods])
+
+
+@pytest.mark.slow
+async def test_router_stamps_the_pod_that_gets_a_cold_request_and_not_a_warm_one(engines, start_router):
+    r = await _pair(engines, start_router, "llm-d")
+    body = {"model": "m", "prompt": "a long shared system prompt " * 20, "max_tokens": 2}
+    status, _, headers = await r.complete(body)
+    pod = r.router.state.endpoints[headers["x-caldera-pod"]]
+    stamp = pod.last_cold_seq
+    status2, _, headers2 = await r.complete(body)
+    assert status == status2 == 200 and stamp > 0
+    assert r.router.state.endpoints[headers2["x-caldera-pod"]].last_cold_seq in (0, stamp)
+
+
+@pytest.mark.slow
+async def test_session_profile_keeps_a_user_on_one_pod(engines, start_router):
+    r = await _pair(engines, start_router, "session")
+    pods = set()
+    for i in range(6):
+        status, _, headers = await r.complete({"model": "m", "prompt": f"turn {i}", "max_tokens": 2},
+                                              {"x-session-id": "alice"})
+        assert status == 200
+        pods.add(headers["x-caldera-pod"])
+    assert len(pods) == 1
