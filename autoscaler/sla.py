@@ -107,6 +107,14 @@ class KalmanPredictor:
     def predict(self) -> float | None:
         return self.forecast(1)
 
+    def restart(self, level: float) -> None:
+        """Start again from `level` with no trend (a level shift): the level is as uncertain
+        as one observation, the trend as a ninth of that, so both are learned again fast."""
+        self.x = np.array([_clean(level), 0.0])
+        self.p = np.diag([self.r, self.r / 9])
+        self.n = max(self.n, self.min_points)
+        self.last = _clean(level)
+
     def forecast(self, steps: int) -> float | None:
         """`steps` ahead along the current trend (e.g. a replica's start-up delay)."""
         if self.n == 0:

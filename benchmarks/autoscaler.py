@@ -16,12 +16,13 @@ current fleet; the offline optimum knows the whole trace.
   costExpansionRatePercent block order with `cost` = price per replica (the documented
   meaning) or, as `kthena_cost_per_capacity`, price per unit of capacity (the kindest
   reading); bounds are the GPUs each type has.
-* caldera: a Kalman local-linear-trend forecast `startup` steps ahead, demand held for
-  the scale-down window, plus headroom; `autoscaler.optimizer.optimize` with what the
-  cluster can place and a churn penalty.
-* offline: MIP over the whole trace (SCIP via OR-Tools): minimise cost so that the
-  capacity of replicas that existed for the whole start-up delay meets every step; its
-  best bound is reported too (a time-limited solve may stop short of optimal).
+* caldera: `autoscaler.demand.DemandEstimator` (a smooth Kalman local-linear-trend
+  forecast `startup` steps ahead that restarts at level shifts, plus a noise margin, held
+  `--hold-steps`), then `autoscaler.optimizer.optimize` with what the cluster can place and
+  a churn penalty: the same functions the controller calls.
+* offline: the cheapest fleet that never violates, knowing the whole trace: a MIP solved
+  by CP-SAT and then SCIP within `--offline-time-limit`; its best lower bound is reported
+  too (a time-limited solve may stop short of optimal), and Caldera is compared with both.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ortools.linear_solver import pywraplp
+from ortools.sat.python import cp_model
 
 # Run as a script, this file's folder comes first on sys.path and its name would shadow
 # the `autoscaler` package; the repository root goes there instead.
@@ -232,47 +234,79 @@ def simulate(trace: Trace, policy: Policy) -> dict[str, float]:
 
 
 def offline_optimum(trace: Trace, time_limit_s: float) -> dict[str, float]:
-    """y = replicas held, s = replicas started, r = replicas ready at each step. Releasing the
-    newest first (as the simulation does), the ready ones are at least those held minus those
-    started within the start-up delay. The fleet at step 0 is free and ready."""
-    solver = pywraplp.Solver.CreateSolver("SCIP")
-    solver.SetTimeLimit(int(time_limit_s * 1000))
+    """The cheapest fleet that never violates the SLO, knowing the whole trace.
+
+    y = replicas held, r = replicas ready at each step. The simulation releases the newest
+    replica first, so the held replicas form a stack and the replicas that existed through
+    [t - startup, t] are exactly min(y) over that interval: r[t] <= y[u] for each u there.
+    (Tighter than counting starts, and exact for the simulation.) The fleet at step 0 is
+    free and ready, as the online policies' warmed-up fleets are.
+
+    Two solvers share the time limit: CP-SAT (its LNS workers find good fleets fast) and
+    then SCIP, started from CP-SAT's best fleet, whose LP bound is the stronger; the cost
+    reported is the better fleet and the lower bound the better bound (never below the LP).
+    """
     n = len(trace.demand)
-    y: dict[tuple[str, int], pywraplp.Variable] = {}
-    s: dict[tuple[str, int], pywraplp.Variable] = {}
-    r: dict[tuple[str, int], pywraplp.Variable] = {}
+    his = {(g.name, t): trace.free(g, t) // g.gpus for g in FLEET for t in range(n)}
+    windows = {(g.name, t): range(max(0, t - g.startup), t + 1) for g in FLEET for t in range(n)}
+    price = {g.name: round(g.price * g.gpus * 100) for g in FLEET}  # cents per hour, integral
+
+    m = cp_model.CpModel()
+    cy = {k: m.new_int_var(0, hi, f"y_{k[0]}_{k[1]}") for k, hi in his.items()}
+    cr = {k: m.new_int_var(0, hi, f"r_{k[0]}_{k[1]}") for k, hi in his.items()}
+    for (g, t), us in windows.items():
+        for u in us:
+            m.add(cr[g, t] <= cy[g, u])
+    for t, demand in enumerate(trace.demand):
+        m.add(sum(round(g.capacity * 1000) * cr[g.name, t] for g in FLEET) >= math.ceil(demand * 1000 - 1e-6))
+    m.minimize(sum(price[g] * cy[g, t] for g, t in cy))
+    # A feasible start: each step's cheapest fleet for the demand (churn-aware, so the mix
+    # does not flap), held from its start-up delay before the step it serves.
+    plans: list[dict[str, int]] = []
+    for t, demand in enumerate(trace.demand):
+        last = plans[-1] if plans else {}
+        plans.append(optimize([Variant(g.name, g.price * g.gpus, g.capacity, 0, trace.free(g, t) // g.gpus,
+                                       current=min(last.get(g.name, 0), trace.free(g, t) // g.gpus))
+                               for g in FLEET], demand, config=OptimizerConfig(churn=0.5)).target)
     for g in FLEET:
         for t in range(n):
-            hi = trace.free(g, t) // g.gpus
-            y[g.name, t] = solver.IntVar(0, hi, f"y_{g.name}_{t}")
-            s[g.name, t] = solver.IntVar(0, hi, f"s_{g.name}_{t}")
-            r[g.name, t] = solver.IntVar(0, hi, f"r_{g.name}_{t}")
-            if t > 0:
-                solver.Add(s[g.name, t] >= y[g.name, t] - y[g.name, t - 1])
-            starting = [s[g.name, t - k] for k in range(g.startup) if t - k > 0]
-            solver.Add(r[g.name, t] <= y[g.name, t] - sum(starting))
+            m.add_hint(cy[g.name, t], max(plans[u][g.name] for u in range(t, min(n, t + g.startup + 1))))
+            m.add_hint(cr[g.name, t], plans[t][g.name])
+    cp = cp_model.CpSolver()
+    cp.parameters.max_time_in_seconds = time_limit_s / 2
+    cp.parameters.num_workers = 2
+    cp.parameters.random_seed = 1
+    cp_status = cp.solve(m)
+    if cp_status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        raise RuntimeError(f"offline optimum: CP-SAT status {cp.status_name(cp_status)}")
+    held = {k: int(cp.value(v)) for k, v in cy.items()}
+    cp_bound = cp.best_objective_bound * STEP_H / 100
+
+    solver = pywraplp.Solver.CreateSolver("SCIP")
+    solver.SetTimeLimit(int(time_limit_s / 2 * 1000))
+    y = {k: solver.IntVar(0, hi, f"y_{k[0]}_{k[1]}") for k, hi in his.items()}
+    r = {k: solver.IntVar(0, hi, f"r_{k[0]}_{k[1]}") for k, hi in his.items()}
+    for (g, t), us in windows.items():
+        for u in us:
+            solver.Add(r[g, t] <= y[g, u])
     for t, demand in enumerate(trace.demand):
         solver.Add(sum(g.capacity * r[g.name, t] for g in FLEET) >= demand)
-    solver.Minimize(sum(g.price * g.gpus * STEP_H * y[g.name, t] for g in FLEET for t in range(n)))
-    # A feasible start: each step's cheapest fleet, held from `startup` steps before it is needed.
-    plans = [optimize([Variant(g.name, g.price * g.gpus, g.capacity, 0, trace.free(g, t) // g.gpus) for g in FLEET],
-                      d, config=OptimizerConfig(churn=0)).replicas for t, d in enumerate(trace.demand)]
-    hint_vars, hint_values = [], []
-    for g in FLEET:
-        held = [max(plans[u][g.name] for u in range(t, min(n, t + g.startup + 1))) for t in range(n)]
-        for t in range(n):
-            started = max(0, held[t] - held[t - 1]) if t > 0 else 0
-            hint_vars += [y[g.name, t], s[g.name, t], r[g.name, t]]
-            hint_values += [float(held[t]), float(started), float(plans[t][g.name])]
-    solver.SetHint(hint_vars, hint_values)
+    solver.Minimize(sum(price[g] * STEP_H / 100 * y[g, t] for g, t in y))
+    ready = {(g, t): min(held[g, u] for u in us) for (g, t), us in windows.items()}
+    keys = list(y)
+    solver.SetHint([y[k] for k in keys] + [r[k] for k in keys],
+                   [float(held[k]) for k in keys] + [float(ready[k]) for k in keys])
     status = solver.Solve()
-    if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        raise RuntimeError(f"offline optimum: solver status {status}")
-    changes = sum(abs(y[g.name, t].solution_value() - y[g.name, t - 1].solution_value())
-                  for g in FLEET for t in range(1, n))
-    return {"cost": round(solver.Objective().Value(), 2), "lower_bound": round(solver.Objective().BestBound(), 2),
-            "optimal": status == pywraplp.Solver.OPTIMAL, "violation_minutes": 0.0,
-            "replica_changes": round(changes)}
+    cp_cost = sum(price[g] * v for (g, _), v in held.items()) * STEP_H / 100
+    if status in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE) and solver.Objective().Value() < cp_cost:
+        cost, held = solver.Objective().Value(), {k: round(v.solution_value()) for k, v in y.items()}
+    else:
+        cost = cp_cost
+    bound = max(cp_bound, solver.Objective().BestBound() if status != pywraplp.Solver.NOT_SOLVED else 0.0)
+    changes = sum(abs(held[g.name, t] - held[g.name, t - 1]) for g in FLEET for t in range(1, n))
+    return {"cost": round(cost, 2), "lower_bound": round(min(bound, cost), 2),
+            "optimal": cost - bound <= 1e-6 * max(1.0, cost), "cp_sat_cost": round(cp_cost, 2),
+            "violation_minutes": 0.0, "replica_changes": round(changes)}
 
 
 def decision_time_16(rng: random.Random, rounds: int) -> dict[str, float]:
@@ -304,8 +338,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--headroom", type=float, default=0.05)
     ap.add_argument("--caldera-headroom", type=float, default=0.0)
-    ap.add_argument("--z", type=float, default=0.75, help="forecast-error margin in standard deviations")
-    ap.add_argument("--hold-steps", type=int, default=4)
+    ap.add_argument("--z", type=float, default=2.0, help="noise margin in standard deviations")
+    ap.add_argument("--hold-steps", type=int, default=2)
     ap.add_argument("--churn", type=float, default=0.1)
     ap.add_argument("--offline-time-limit", type=float, default=120.0)
     ap.add_argument("--decision-rounds", type=int, default=200)
