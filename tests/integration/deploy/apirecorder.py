@@ -75,8 +75,12 @@ class ApiRecorder:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}}
         body = await request.read()
+        # Transparent: a body sent without Content-Type (the kubernetes client's custom-object creates)
+        # must not reach the API server as application/octet-stream (415).
+        skip = () if "content-type" in {k.lower() for k in headers} else ("Content-Type",)
         async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
-                                         data=body or None, timeout=aiohttp.ClientTimeout(total=None)) as upstream:
+                                         data=body or None, skip_auto_headers=skip,
+                                         timeout=aiohttp.ClientTimeout(total=None)) as upstream:
             self.records.append(Record(request.method, request.path, request.query_string, upstream.status))
             response = web.StreamResponse(status=upstream.status, headers={
                 k: v for k, v in upstream.headers.items()
