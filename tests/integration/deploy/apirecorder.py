@@ -200,11 +200,14 @@ class Release:
         """A kubeconfig that authenticates as the component's ServiceAccount with a TokenRequest token."""
         api = self.cluster.api_client()
         try:
-            token = client.CoreV1Api(api).create_namespaced_service_account_token(
+            issued = client.CoreV1Api(api).create_namespaced_service_account_token(
                 self.service_account(component), self.namespace,
-                {"spec": {"expirationSeconds": 3600}}).status.token
+                client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[],
+                                                                                  expiration_seconds=3600)))
         finally:
             api.close()
+        assert issued.status is not None, "the API server issued no token"
+        token = issued.status.token
         path = directory / f"{component}.kubeconfig"
         path.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "sa",
