@@ -21,6 +21,7 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 import click
 import kopf
 from aiohttp import web
+from kopf._cogs.structs import bodies, references
+from kopf._core.reactor import observation
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -149,6 +152,39 @@ def quiet_kopf() -> None:
     noise = _KopfNoise()
     for handler in logging.getLogger().handlers:
         handler.addFilter(noise)
+
+
+# -- namespace patterns ------------------------------------------------------------------------------
+_kopf_namespace_event = observation.process_discovered_namespace_event
+
+
+async def _namespace_event(*, raw_event: bodies.RawEvent, namespaces: Collection[references.NamespacePattern],
+                           insights: references.Insights, **kwargs: Any) -> None:
+    if raw_event["type"] is not None:
+        await _kopf_namespace_event(raw_event=raw_event, namespaces=namespaces, insights=insights, **kwargs)
+        return
+    name = raw_event["object"]["metadata"]["name"]
+    async with insights.revised:
+        served = name in insights.namespaces
+        observation.revise_namespaces(raw_events=[raw_event], insights=insights, namespaces=namespaces)
+        if (name in insights.namespaces) != served:
+            log.info(f"namespace {name}: found by the namespace watch's own listing, "
+                     f"{'now served' if not served else 'no longer served'}")
+            insights.revised.notify_all()
+
+
+def serve_namespaces_listed_by_the_watch() -> None:
+    """Let kopf's namespace watch add the namespaces its own listing finds.
+
+    With namespace patterns, kopf's namespace observer (kopf/_core/reactor/observation.py,
+    `namespace_observer`) lists the namespaces, then starts a watch that lists them again
+    (kopf/_cogs/clients/watching.py, `continuous_watch`) and drops that second listing
+    (`process_discovered_namespace_event` returns on events of type None). A matching namespace
+    created between the two listings (just after start-up, when /readyz already says ready) or
+    while the watch reconnects was never served: none of its objects were watched or reconciled.
+    kopf looks the processor up in its module when the observer starts, so this must run before.
+    """
+    observation.process_discovered_namespace_event = _namespace_event
 
 
 # -- peering, health, metrics -----------------------------------------------------------------------
@@ -286,6 +322,8 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
             if managed:
                 settings.admission.managed = WEBHOOK_CONFIGURATION
 
+    if opts.namespaces:
+        serve_namespaces_listed_by_the_watch()
     ready = asyncio.Event()
     runner = await serve_metrics(opts.metrics_host, opts.metrics_port, ready)
     try:

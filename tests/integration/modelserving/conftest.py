@@ -90,7 +90,8 @@ class Controller:
         self.metrics_port = 0
         self.starts = 0
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Launch the process; with `wait`, return once it reports ready."""
         self.metrics_port = free_port()
         self.starts += 1
         log = open(self.log_dir / f"controller-{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
@@ -100,7 +101,18 @@ class Controller:
              *self.args, "--no-webhooks", "--namespace", self.pattern,
              "--metrics-port", str(self.metrics_port), "--health-port", "0"],
             env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_until("controller readiness", self.ready, timeout=60)
+        if wait:
+            wait_until("controller readiness", self.ready, timeout=60)
+
+    def serving(self) -> bool:
+        """The metrics endpoint answers (ready or not): the operator is about to start."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"controller exited with {self.proc.returncode}; see {self.log_dir}")
+        try:
+            httpx.get(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=1)
+            return True
+        except httpx.HTTPError:
+            return False
 
     def ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -145,8 +157,10 @@ class Env:
         self.cluster = cluster
         self.namespace = namespace
         self.api = cluster.api_client()
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
+        # Any: the client's annotations say `object` for custom objects and the typed model for
+        # raw (_preload_content=False) responses; the tests read plain JSON dicts.
+        self.core: Any = client.CoreV1Api(self.api)
+        self.custom: Any = client.CustomObjectsApi(self.api)
 
     # -- ModelServing -------------------------------------------------------------------------
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +300,16 @@ def chaos_controller(local_cluster: LocalCluster) -> Iterator[Controller]:
 @pytest.fixture
 def chaos_env(local_cluster: LocalCluster, chaos_controller: Controller) -> Iterator[Env]:
     yield from _namespace(local_cluster, f"chaos-{SESSION}")
+
+
+@pytest.fixture
+def unstarted_controller(local_cluster: LocalCluster) -> Iterator[Controller]:
+    """A controller of its own namespace pattern (`nsw-<session>-*`), started by the test."""
+    ctl = Controller(local_cluster.kubeconfig, f"nsw-{SESSION}-*", local_cluster.dir / "logs")
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
 
 
 @pytest.fixture
