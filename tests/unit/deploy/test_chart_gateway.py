@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from router.cli import router_command
@@ -128,3 +129,27 @@ def test_gateway_mode_keeps_the_rest_of_the_router_config(render: Callable[..., 
 def test_default_router_has_no_gateway_flags_or_grants(default_objects: Objects) -> None:
     groups = {g for g, _, _ in grants(router_rules(default_objects))}
     assert (gateway_flags(default_objects), groups & GATEWAY_GROUPS) == ([], set())
+
+
+def test_listener_ports_become_container_and_service_ports(render: Callable[..., Objects]) -> None:
+    objects = render(gateway_values(enabled=True, listenerPorts=[8081, 9000, 8081]))
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "caldera-router"]
+    (service,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "caldera-router"]
+    container_ports = {p["name"]: p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert (container_ports, service_ports) == (
+        {"http": 8080, "gw-8081": 8081, "gw-9000": 9000},
+        {"http": (80, "http"), "gw-8081": (8081, "gw-8081"), "gw-9000": (9000, "gw-9000")})
+
+
+def test_listener_ports_without_gateway_mode_are_not_exposed(render: Callable[..., Objects]) -> None:
+    objects = render(gateway_values(listenerPorts=[8081]))
+    (service,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "caldera-router"]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+
+
+@pytest.mark.parametrize("port", [8080, 80, 443])
+def test_listener_port_that_clashes_or_needs_privilege_is_refused_naming_the_value(
+        render: Callable[..., Objects], port: int) -> None:
+    with pytest.raises(RuntimeError, match=f"router.gatewayAPI.listenerPorts: {port} must be a port in 1024-65535"):
+        render(gateway_values(enabled=True, listenerPorts=[port]))
