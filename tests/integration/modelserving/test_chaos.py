@@ -1,9 +1,11 @@
 """SIGKILL the controller at random points of create, scale and rollout; it must always converge.
 
-A kill point is "after the controller's k-th write" (its `caldera_modelserving_writes_total`),
-k drawn at random, so every kill lands in the middle of real work. After each restart the
-namespace must hold exactly the pods, Services and PodGroups the spec asks for: none missing,
-none orphaned, none duplicated, all on the update revision's template.
+A kill point is "after the controller's k-th write" (its `caldera_modelserving_writes_total`)
+since the operation began, so every kill lands in the middle of real work. Every operation is
+killed once early, once midway and once late in its writes (k drawn at random within each
+phase; operations in random order each round): all of them, in every phase, on every run.
+After each restart the namespace must hold exactly the pods, Services and PodGroups the spec
+asks for: none missing, none orphaned, none duplicated, all on the update revision's template.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import pytest
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-KILLS = 24
+# Writes into an operation after which the controller is killed: early, midway, late. Past an
+# operation's last write (a small scale), the kill lands after it finished instead.
+PHASES = ((1, 3), (4, 7), (8, 12))
 
 
 def _expected(ms: dict[str, Any]) -> tuple[set[str], set[str], set[str]]:
@@ -73,17 +77,19 @@ def test_controller_converges_after_sigkill_at_random_points(chaos_env: Any, cha
     chaos_env.apply(chaos_env.seed_manifest())
     chaos_env.wait_until("initial convergence", lambda: _converged(chaos_env), timeout=180)
     ops = _operations(chaos_env)
-    for i in range(KILLS):
-        op = ops[i % len(ops)] if i < len(ops) else random.choice(ops)
-        writes = chaos_controller.metric("caldera_modelserving_writes_total")
-        op()
-        kill_after = writes + random.randint(1, 12)
-        # When the operation needs fewer writes, the kill lands after it finished instead.
-        with contextlib.suppress(TimeoutError):
-            chaos_env.wait_until("the controller at the kill point", lambda k=kill_after: chaos_controller.metric(
-                "caldera_modelserving_writes_total") >= k, timeout=5, interval=0.01)
-        chaos_controller.kill()
-        chaos_controller.start()
-        chaos_env.wait_until(f"convergence after kill {i + 1} ({op.__name__}, seed {rng_seed})",
-                             lambda: _converged(chaos_env), timeout=180, interval=0.5)
-    assert chaos_controller.starts == KILLS + 1
+    kills = 0
+    for low, high in PHASES:
+        for op in random.sample(ops, len(ops)):
+            writes = chaos_controller.metric("caldera_modelserving_writes_total")
+            op()
+            kill_after = writes + random.randint(low, high)
+            # When the operation needs fewer writes, the kill lands after it finished instead.
+            with contextlib.suppress(TimeoutError):
+                chaos_env.wait_until("the controller at the kill point", lambda k=kill_after: chaos_controller.metric(
+                    "caldera_modelserving_writes_total") >= k, timeout=5, interval=0.01)
+            chaos_controller.kill()
+            chaos_controller.start()
+            kills += 1
+            chaos_env.wait_until(f"convergence after kill {kills} ({op.__name__}, writes {low}-{high}, seed {rng_seed})",
+                                 lambda: _converged(chaos_env), timeout=180, interval=0.5)
+    assert chaos_controller.starts == kills + 1 == len(PHASES) * len(ops) + 1
