@@ -260,7 +260,14 @@ class Router:
         decision = hook(request, parsed) if hook is not None else match(
             self.state.table, parsed.model, request.path, headers, self._split_key(request, parsed), self.rng)
         if isinstance(decision, ProviderDecision):  # a hosted API outside the cluster: no pods to pick
-            return await self.providers.serve(request, parsed.path, parsed.body, parsed.raw, decision, started)
+            # The route's token limits and fair queue apply as to engine targets; no pods, no overload check.
+            provider_ticket = await self.guard.enter(request, parsed, decision, ())
+            done: list[int] = []
+            try:
+                return await self.providers.serve(request, parsed.path, parsed.body, parsed.raw, decision, started,
+                                                  on_done=done.append)
+            finally:
+                self.guard.leave(provider_ticket, done[0] if done else 0)
         ticket = await self.guard.enter(request, parsed, decision, self.state.endpoints_of(decision.server))
         outcome = Outcome()
         self.metrics.in_flight += 1

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -117,7 +117,9 @@ class ProviderProxy:
         return await self.serve(request, request.path, body, raw, decision, started)
 
     async def serve(self, request: web.Request, path: str, body: dict[str, Any], raw: bytes,
-                    decision: ProviderDecision, started: float) -> web.StreamResponse:
+                    decision: ProviderDecision, started: float,
+                    on_done: Callable[[int], None] | None = None) -> web.StreamResponse:
+        """Proxy one request; `on_done` gets its completion tokens (for the route's token limits)."""
         p = decision.provider
         status, prompt, completion, ttft = 0, 0, 0, None
         try:
@@ -127,6 +129,8 @@ class ProviderProxy:
             status = exc.status
             raise
         finally:
+            if on_done is not None:
+                on_done(completion)
             elapsed = time.perf_counter() - started
             model = decision.route.model_name or str(body.get("model"))
             self.router.metrics.request_done(model, path, status, decision.route.key, p.key, elapsed, ttft, prompt,

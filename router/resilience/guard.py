@@ -32,7 +32,7 @@ from router.resilience.drain import Drain
 from router.resilience.metrics import ResilienceMetrics
 from router.resilience.overload import all_busy
 from router.resilience.settings import ResilienceConfig
-from router.routing import Route, RouteDecision
+from router.routing import ProviderDecision, Route, RouteDecision
 
 log = logging.getLogger("caldera.router.guard")
 
@@ -163,7 +163,7 @@ class Guard:
 
     # ---- after routing ---------------------------------------------------------------------
 
-    def _limit_of(self, decision: RouteDecision) -> ratelimit.RouteLimit | None:
+    def _limit_of(self, decision: RouteDecision | ProviderDecision) -> ratelimit.RouteLimit | None:
         """The route's compiled limit, compiled once per route object (routes rebuild on change)."""
         route = decision.route
         cached = self._limits.get(id(route))
@@ -179,7 +179,7 @@ class Guard:
         self._limits[id(route)] = (route, limit)
         return limit
 
-    async def enter(self, request: web.Request, parsed: ParsedRequest, decision: RouteDecision,
+    async def enter(self, request: web.Request, parsed: ParsedRequest, decision: RouteDecision | ProviderDecision,
                     endpoints: Sequence[Endpoint]) -> Ticket:
         """Rate limit, overload and fair queue; raises Rejected. Pair with `leave`."""
         try:
@@ -188,7 +188,7 @@ class Guard:
             request[HEADERS_KEY] = {**request.get(HEADERS_KEY, {}), **exc.headers}
             raise
 
-    async def _enter(self, request: web.Request, parsed: ParsedRequest, decision: RouteDecision,
+    async def _enter(self, request: web.Request, parsed: ParsedRequest, decision: RouteDecision | ProviderDecision,
                      endpoints: Sequence[Endpoint]) -> Ticket:
         user = request.get(USER_KEY, ANONYMOUS)
         model = decision.route.model_name or parsed.model
@@ -213,7 +213,7 @@ class Guard:
             if now - self._overload_logged > 1.0:  # at most one line a second under a flood
                 self._overload_logged = now
                 log.warning("overloaded: every endpoint is busy", extra={"model": model, "endpoints": busy})
-            raise self._refuse("overloaded", 503, f"every endpoint of {decision.server.key} is busy; retry later",
+            raise self._refuse("overloaded", 503, f"every endpoint of {_target(decision)} is busy; retry later",
                                self._retry_after(), "server_error")
         if self.fairness is not None:
             await self._queue(request, ticket)
@@ -253,3 +253,7 @@ class Guard:
                                                                                      completion_tokens))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
+
+
+def _target(decision: RouteDecision | ProviderDecision) -> str:
+    return decision.provider.key if isinstance(decision, ProviderDecision) else decision.server.key

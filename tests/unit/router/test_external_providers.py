@@ -317,3 +317,27 @@ def test_canary_weights_split_between_a_model_server_and_a_provider() -> None:
     hits = sum(isinstance(match(table, "gpt", "/v1/chat/completions", {}, None, rng), ProviderDecision)
                for _ in range(10_000))
     assert 700 <= hits <= 1300
+
+
+async def test_route_input_token_limit_refuses_a_provider_request_before_it_is_sent(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    limited = route()
+    limited["spec"]["rateLimit"] = {"inputTokensPerUnit": 12, "unit": "minute"}
+    router = await start_router(modelRoutes=[limited], externalModelProviders=[emp(provider.url)],
+                                secrets=[secret()], kvEvents=False, providers={"caFile": str(provider.cert)})
+    first, _ = await chat(router, CHAT)
+    second, body = await chat(router, CHAT)
+    assert (first, second) == (200, 429) and body["error"]["type"] == "rate_limit_error"
+    assert len(provider.received) == 1
+
+
+async def test_route_output_token_limit_is_charged_with_the_provider_reply(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    limited = route()
+    limited["spec"]["rateLimit"] = {"outputTokensPerUnit": 1, "unit": "hour"}
+    router = await start_router(modelRoutes=[limited], externalModelProviders=[emp(provider.url)],
+                                secrets=[secret()], kvEvents=False, providers={"caFile": str(provider.cert)})
+    first, _ = await chat(router, CHAT)
+    second, body = await chat(router, CHAT)
+    assert (first, second) == (200, 429) and "output" in body["error"]["message"]
+    assert len(provider.received) == 1
