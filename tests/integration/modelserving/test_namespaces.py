@@ -16,12 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kopf._cogs.structs import bodies, references
-from kopf._core.reactor import observation
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from caldera.controller import serve_namespaces_listed_by_the_watch
 from caldera.localcluster import wait
 from caldera.localcluster.session import LocalCluster
 
@@ -95,16 +92,6 @@ def namespaces(local_cluster: LocalCluster, unstarted_controller: Any, seed: dic
         yield ns
     finally:
         ns.delete()
-
-
-async def test_a_matching_namespace_found_only_by_the_namespace_watchs_own_listing_is_served() -> None:
-    """The exact case, without a cluster: kopf's namespace watch starts with a listing (events of
-    type None) and the namespace is in it, but was not in the observer's first listing."""
-    serve_namespaces_listed_by_the_watch()
-    insights = references.Insights()
-    listed = bodies.RawEvent(type=None, object=bodies.RawBody(metadata={"name": "team-a-1"}))
-    await observation.process_discovered_namespace_event(raw_event=listed, namespaces=["team-a-*"], insights=insights)
-    assert insights.namespaces == {"team-a-1"}
 
 
 @pytest.mark.cluster
