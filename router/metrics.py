@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -87,6 +88,12 @@ class _Family:
         return metric
 
 
+def _created_series() -> bool:
+    """prometheus_client's process-wide `_created` switch (`disable_created_metrics()`), so our
+    families stay exactly like its own ones in the same process."""
+    return bool(prometheus_metrics._use_created)
+
+
 class FastCounter(_Family):
     kind = "counter"
 
@@ -97,8 +104,10 @@ class FastCounter(_Family):
         self.labels().inc(amount)
 
     def _samples(self, labels: dict[str, str], child: CounterValue) -> Iterable[Sample]:
-        return (Sample(f"{self.name}_total", labels, child.value, None, None),
-                Sample(f"{self.name}_created", labels, child.created, None, None))
+        total = Sample(f"{self.name}_total", labels, child.value, None, None)
+        if not _created_series():
+            return (total,)
+        return (total, Sample(f"{self.name}_created", labels, child.created, None, None))
 
 
 class FastHistogram(_Family):
@@ -124,7 +133,8 @@ class FastHistogram(_Family):
             out.append(Sample(f"{self.name}_bucket", {**labels, "le": le}, acc, None, None))
         out.append(Sample(f"{self.name}_count", labels, acc, None, None))
         out.append(Sample(f"{self.name}_sum", labels, child.sum, None, None))
-        out.append(Sample(f"{self.name}_created", labels, child.created, None, None))
+        if _created_series():
+            out.append(Sample(f"{self.name}_created", labels, child.created, None, None))
         return out
 
 
