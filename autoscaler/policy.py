@@ -172,7 +172,7 @@ class HeterogeneousOptions:
     churn: float = 0.1
     headroom: float = 0.0
     startup_delay_s: float = 0.0  # > 0: provision for a forecast this far ahead (demand.py)
-    forecast_z: float = 1.5
+    forecast_z: float = 2.0  # as the benchmark (demand.py)
     saturation_metric: str | None = None  # a pod gauge > 0 when requests wait: learn capacity then
 
 
@@ -183,7 +183,7 @@ def heterogeneous_options(annotations: Mapping[str, str]) -> HeterogeneousOption
     return HeterogeneousOptions(algo, _float(annotations, "churn", 0.1),  # type: ignore[arg-type]
                                 _float(annotations, "headroom", 0.0),
                                 _duration(annotations, "startup-delay", 0.0),
-                                _float(annotations, "forecast-z", 1.5),
+                                _float(annotations, "forecast-z", 2.0),
                                 annotation(annotations, "saturation-metric"))
 
 
