@@ -1,5 +1,5 @@
 """Fixtures for the router's end-to-end tests: real enginesim processes, in-process routers,
-router processes and a private redis-server."""
+router processes, a private redis-server and an HTTPS model provider."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiohttp import web
 
 from router.config import RouterConfig
 from router.harness import Engines, RunningRouter, free_port
+from router.providers.harness import ProviderServer
 from router.resilience.harness import RedisServer, RouterProcess, start_redis, start_router_process
 from router.server import Router
 
@@ -81,6 +82,16 @@ async def router_processes(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield start
     for rp in procs:
         rp.stop()
+
+
+@pytest.fixture
+async def provider(tmp_path: Path) -> AsyncIterator[ProviderServer]:
+    """A real HTTPS model provider (self-signed certificate) on 127.0.0.1."""
+    server = await ProviderServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @pytest.fixture

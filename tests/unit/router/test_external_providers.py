@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import random
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,15 +21,6 @@ from router.routing import ProviderDecision, RouteTable, compile_route, compile_
 
 NS = "default"
 TOKEN = "sk-test-123"
-
-
-@pytest.fixture
-async def provider(tmp_path: Path) -> AsyncIterator[ProviderServer]:
-    server = await ProviderServer(tmp_path).start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def secret(name: str = "creds", labelled: bool = True, value: str = TOKEN) -> dict[str, Any]:

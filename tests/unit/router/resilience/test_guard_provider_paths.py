@@ -9,7 +9,6 @@ import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,15 +21,6 @@ from router.providers.harness import ProviderServer
 NS = "default"
 PROVIDER_PATHS = ("/v1/messages", "/v1/responses")
 BODY = {"model": "hosted", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-async def provider(tmp_path: Path) -> AsyncIterator[ProviderServer]:
-    server = await ProviderServer(tmp_path).start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def provider_config(server: ProviderServer, **extra: Any) -> dict[str, Any]:
