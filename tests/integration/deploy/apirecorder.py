@@ -185,6 +185,36 @@ def declared_grants(component: str, conditions: frozenset[str] = frozenset()) ->
 
 
 @dataclass
+class Run:
+    """What one component did as its ServiceAccount: the recorded requests, its log and how far it got."""
+
+    records: list[Record]
+    log: str
+    reached: dict[str, bool]
+    failure: str = ""
+
+    def explain(self) -> str:
+        problems = [line for line in self.log.splitlines() if '"level": "error"' in line or '"level": "warning"' in line]
+        return (f"{self.failure}\nforbidden: {forbidden(self)}\n--- warnings and errors ---\n"
+                + "\n".join(problems[-15:]) + f"\n--- log tail ---\n{self.log[-2000:]}")
+
+
+def forbidden(run: Run) -> list[str]:
+    """The requests the API server refused (403), as `METHOD path`."""
+    return sorted({f"{r.method} {r.path}" for r in run.records if r.status == 403})
+
+
+def ungranted(run: Run, component: str, conditions: frozenset[str] = frozenset()) -> set[Grant]:
+    """Grants the run used that the chart does not declare for `component` under `conditions`."""
+    return requests_as_grants(run.records) - declared_grants(component, conditions)
+
+
+def unused_grants(run: Run, component: str, conditions: frozenset[str] = frozenset()) -> set[Grant]:
+    """Grants the chart declares for `component` under `conditions` that the run never used."""
+    return declared_grants(component, conditions) - requests_as_grants(run.records)
+
+
+@dataclass
 class Release:
     """The chart's RBAC for one release, applied to the local cluster."""
 

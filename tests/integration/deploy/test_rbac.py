@@ -5,7 +5,6 @@ the chart does not grant shows up as a 403; a grant no request used shows up as 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,16 @@ from apirecorder import (
     Grant,
     Record,
     Release,
+    Run,
     cluster_ca,
-    declared_grants,
+    forbidden,
     free_port,
     rare_grants,
     request_grant,
     requests_as_grants,
     run_component,
+    ungranted,
+    unused_grants,
     wait_until,
 )
 from kubernetes import client
@@ -34,19 +36,6 @@ pytestmark = pytest.mark.cluster
 
 # The chart values of rbac_release: default webhooks, controller.watchNamespaces set.
 CONTROLLER_CONDITIONS = frozenset({"controllerManagedWebhooks", "controllerWatchesNamespaces"})
-
-
-@dataclass
-class Run:
-    records: list[Record]
-    log: str
-    reached: dict[str, bool]
-    failure: str = ""
-
-    def explain(self) -> str:
-        problems = [line for line in self.log.splitlines() if '"level": "error"' in line or '"level": "warning"' in line]
-        return (f"{self.failure}\nforbidden: {forbidden(self)}\n--- warnings and errors ---\n"
-                + "\n".join(problems[-15:]) + f"\n--- log tail ---\n{self.log[-2000:]}")
 
 
 def modelserving(name: str, replicas: int, image: str = "example.com/noop:1") -> dict[str, Any]:
@@ -146,10 +135,6 @@ def remove_stale_webhooks(api: client.ApiClient, port: int) -> None:
                 deleter(config.metadata.name)
 
 
-def forbidden(run: Run) -> list[str]:
-    return sorted({f"{r.method} {r.path}" for r in run.records if r.status == 403})
-
-
 def test_controller_as_its_service_account_reconciles_the_whole_lifecycle(controller_run: Run) -> None:
     assert controller_run.reached == {"ready": True, "created": True, "autoscaled": True, "scaled": True,
                                       "rolled-out": True, "deleted": True}, controller_run.explain()
@@ -161,14 +146,12 @@ def test_controller_as_its_service_account_is_never_forbidden(controller_run: Ru
 
 
 def test_controller_uses_only_what_the_chart_grants(controller_run: Run) -> None:
-    used = requests_as_grants(controller_run.records)
-    assert used <= declared_grants("controller", CONTROLLER_CONDITIONS), used - declared_grants(
-        "controller", CONTROLLER_CONDITIONS)
+    ungranted_used = ungranted(controller_run, "controller", CONTROLLER_CONDITIONS)
+    assert not ungranted_used, ungranted_used
 
 
 def test_controller_uses_everything_the_chart_grants_but_its_declared_rare_verbs(controller_run: Run) -> None:
-    unused = (declared_grants("controller", CONTROLLER_CONDITIONS) - requests_as_grants(controller_run.records)
-              - rare_grants("controller"))
+    unused = unused_grants(controller_run, "controller", CONTROLLER_CONDITIONS) - rare_grants("controller")
     assert not unused, f"the chart grants what the controller never used: {sorted(unused)}"
 
 
@@ -255,10 +238,10 @@ def test_router_as_its_service_account_is_never_forbidden(router_run: Run) -> No
 
 
 def test_router_uses_only_what_the_chart_grants(router_run: Run) -> None:
-    used = requests_as_grants(router_run.records)
-    assert used <= declared_grants("router"), used - declared_grants("router")
+    ungranted_used = ungranted(router_run, "router")
+    assert not ungranted_used, ungranted_used
 
 
 def test_router_uses_everything_the_chart_grants(router_run: Run) -> None:
-    unused = declared_grants("router") - requests_as_grants(router_run.records)
+    unused = unused_grants(router_run, "router")
     assert not unused, f"the chart grants what the router never used: {sorted(unused)}"

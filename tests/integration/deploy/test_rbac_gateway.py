@@ -14,7 +14,6 @@ from __future__ import annotations
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,16 @@ import yaml
 from apirecorder import (
     RBAC_KINDS,
     ApiRecorder,
-    Record,
     Release,
+    Run,
     apply,
     cluster_ca,
-    declared_grants,
     delete,
+    forbidden,
     free_port,
-    requests_as_grants,
     run_component,
+    ungranted,
+    unused_grants,
     wait_until,
 )
 from kubernetes import client
@@ -50,18 +50,6 @@ CONTROLLER = "caldera.dev/router"
 MODEL = "pool-model"
 # Flags the test sets itself: where to listen, how to reach the API server, the config file's path.
 OWN_FLAGS = ("--in-cluster", "--host=", "--port=", "--config=")
-
-
-@dataclass
-class Run:
-    records: list[Record]
-    log: str
-    reached: dict[str, bool]
-    failure: str = ""
-
-
-def forbidden(run: Run) -> list[str]:
-    return sorted({f"{r.method} {r.path}" for r in run.records if r.status == 403})
 
 
 def chart_router(values: dict[str, Any], name: str, ns: str) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
@@ -175,7 +163,7 @@ def test_router_as_its_service_account_creates_the_default_gateway_writes_status
         gateway_run: Run) -> None:
     assert list(gateway_run.reached) == ["default Gateway created and programmed", "HTTPRoute status",
                                          "InferencePool status", "proxied"], (
-        f"{gateway_run.failure}\nforbidden: {forbidden(gateway_run)}\n{gateway_run.log[-3000:]}")
+        gateway_run.explain())
 
 
 def test_router_in_gateway_mode_is_never_forbidden(gateway_run: Run) -> None:
@@ -184,12 +172,12 @@ def test_router_in_gateway_mode_is_never_forbidden(gateway_run: Run) -> None:
 
 
 def test_router_in_gateway_mode_uses_only_what_the_chart_grants(gateway_run: Run) -> None:
-    used = requests_as_grants(gateway_run.records)
-    assert used <= declared_grants("router", CONDITIONS), used - declared_grants("router", CONDITIONS)
+    ungranted_used = ungranted(gateway_run, "router", CONDITIONS)
+    assert not ungranted_used, ungranted_used
 
 
 def test_router_in_gateway_mode_uses_everything_the_chart_grants(gateway_run: Run) -> None:
-    unused = declared_grants("router", CONDITIONS) - requests_as_grants(gateway_run.records)
+    unused = unused_grants(gateway_run, "router", CONDITIONS)
     assert not unused, f"the chart grants what the router never used: {sorted(unused)}"
 
 

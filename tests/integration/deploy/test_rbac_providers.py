@@ -10,7 +10,6 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,15 +20,16 @@ import yaml
 from apirecorder import (
     RBAC_KINDS,
     ApiRecorder,
-    Record,
     Release,
+    Run,
     apply,
     cluster_ca,
-    declared_grants,
     delete,
+    forbidden,
     free_port,
-    requests_as_grants,
     run_component,
+    ungranted,
+    unused_grants,
     wait_until,
 )
 from kubernetes import client
@@ -43,18 +43,6 @@ pytestmark = pytest.mark.cluster
 
 CONDITIONS = frozenset({"routerExternalModelProviders"})
 NETWORKING = ("networking.serving.volcano.sh", "v1alpha1")
-
-
-@dataclass
-class Run:
-    records: list[Record]
-    log: str
-    reached: dict[str, bool]
-    failure: str = ""
-
-
-def forbidden(run: Run) -> list[str]:
-    return sorted({f"{r.method} {r.path}" for r in run.records if r.status == 403})
 
 
 class Provider:
@@ -139,7 +127,7 @@ def provider_run(local_cluster: LocalCluster) -> Iterator[Run]:
 
 def test_router_as_its_service_account_resolves_writes_status_and_proxies(provider_run: Run) -> None:
     assert provider_run.reached == {"status": True, "proxied": True}, (
-        f"{provider_run.failure}\nforbidden: {forbidden(provider_run)}\n{provider_run.log[-3000:]}")
+        provider_run.explain())
 
 
 def test_router_with_providers_is_never_forbidden(provider_run: Run) -> None:
@@ -148,12 +136,12 @@ def test_router_with_providers_is_never_forbidden(provider_run: Run) -> None:
 
 
 def test_router_with_providers_uses_only_what_the_chart_grants(provider_run: Run) -> None:
-    used = requests_as_grants(provider_run.records)
-    assert used <= declared_grants("router", CONDITIONS), used - declared_grants("router", CONDITIONS)
+    ungranted_used = ungranted(provider_run, "router", CONDITIONS)
+    assert not ungranted_used, ungranted_used
 
 
 def test_router_with_providers_uses_everything_the_chart_grants(provider_run: Run) -> None:
-    unused = declared_grants("router", CONDITIONS) - requests_as_grants(provider_run.records)
+    unused = unused_grants(provider_run, "router", CONDITIONS)
     assert not unused, f"the chart grants what the router never used: {sorted(unused)}"
 
 
