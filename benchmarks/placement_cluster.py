@@ -55,7 +55,7 @@ from typing import Any
 import httpx
 from kubernetes import client
 
-from caldera.localcluster import wait
+from caldera.localcluster import processes, wait
 from caldera.localcluster.cluster import Cluster
 from caldera.localcluster.session import LocalCluster
 from modelserving import labels as L
@@ -442,15 +442,6 @@ def start_controller(cluster: LocalCluster, namespace: str, log_path: Path, time
     return proc
 
 
-def stop_controller(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def run_gate_path(kube: Kube, cluster: LocalCluster, namespace: str, fillers: Sequence[dict[str, Any]],
                   gangs: Sequence[Gang], args: argparse.Namespace) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
     """Submit every gang as a ModelServing behind Caldera's gate, in order, and wait until each gang is
@@ -504,7 +495,7 @@ def run_gate_path(kube: Kube, cluster: LocalCluster, namespace: str, fillers: Se
             found = state()[1]
             timed_out = True
     finally:
-        stop_controller(proc)
+        processes.terminate(proc)
     elapsed = time.perf_counter() - t0
     # ModelServing pods have their own names: map them onto the gang's pods by role replica.
     by_name = {g.name: g for g in gangs}

@@ -120,6 +120,16 @@ def stop(run_dir: Path, name: str, grace: float = 10.0) -> bool:
     return True
 
 
+def terminate(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """End a child we started: SIGTERM, then SIGKILL if it is still running after `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of one process, 0 if it is gone."""
     try:

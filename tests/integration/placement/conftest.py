@@ -21,7 +21,7 @@ import httpx
 import pytest
 from kubernetes import client
 
-from caldera.localcluster import wait
+from caldera.localcluster import processes, wait
 from caldera.localcluster.session import LocalCluster
 
 GROUP, VERSION, PLURAL = "workload.serving.volcano.sh", "v1alpha1", "modelservings"
@@ -131,12 +131,7 @@ def placement_env(local_cluster: LocalCluster, tmp_path: Path, deadline_seconds:
         wait.until(ready, 60, "controller readiness", 0.2)
         yield PlacementEnv(local_cluster, namespace)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.terminate(proc)
         log.close()
         core.delete_namespace(namespace, propagation_policy="Background")
         api.close()

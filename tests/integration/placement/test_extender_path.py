@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from caldera.localcluster import build, wait
+from caldera.localcluster import build, processes, wait
 from caldera.localcluster.session import LocalCluster
 
 SCHEDULER = "caldera-extender"
@@ -29,15 +29,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture
@@ -79,8 +70,8 @@ def extender(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         if sched is not None:
-            _stop(sched)
-        _stop(ext)
+            processes.terminate(sched)
+        processes.terminate(ext)
         ext_log.close()
         sched_log.close()
 

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from kubernetes import client
 
-from caldera.localcluster import gatewaycrds
+from caldera.localcluster import gatewaycrds, processes
 from caldera.localcluster.session import LocalCluster
 from router import debug
 from router.api import GROUP, VERSION
@@ -244,12 +244,7 @@ async def router_process(local_cluster: LocalCluster, ns: str, tmp: Path, name: 
             await wait_until(ready, timeout=60)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.terminate(proc)
 
 
 async def test_http_route_not_skipped_after_router_restart(local_cluster: LocalCluster, kube: Kube,

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
-from caldera.localcluster import processes
+from caldera.localcluster import processes, wait
 from caldera.localcluster.processes import ProcessSpec
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -61,3 +64,19 @@ def test_untracked_process_of_another_directory_is_not_a_stray(tmp_path: Path) -
         assert pid not in processes.find_strays(tmp_path, {SH}, set())
     finally:
         processes.kill_pids([pid], grace=2)
+
+
+def test_terminated_child_ends_on_sigterm(tmp_path: Path) -> None:
+    proc = subprocess.Popen([SLEEP, "60"])
+    processes.terminate(proc, grace=10)
+    assert proc.returncode == -signal.SIGTERM
+
+
+def test_child_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, signal, threading; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"pathlib.Path({str(ready)!r}).touch(); threading.Event().wait(60)")])
+    wait.until(ready.exists, 10, "the child to ignore SIGTERM", 0.05)
+    processes.terminate(proc, grace=0.5)
+    assert proc.returncode == -signal.SIGKILL
