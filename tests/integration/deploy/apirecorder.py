@@ -19,7 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import yaml
 from aiohttp import web
 from kubernetes import client
 
+from caldera import helm
 from caldera.localcluster.session import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -270,6 +272,31 @@ def delete(local_cluster: LocalCluster, objects: list[dict[str, Any]]) -> None:
         with contextlib.suppress(client.exceptions.ApiException):
             dyn.delete(resource, name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace"))
     api.close()
+
+
+@contextlib.contextmanager
+def chart_release(local_cluster: LocalCluster, prefix: str, values: Callable[[str], dict[str, Any]]
+                  ) -> Iterator[tuple[Release, list[dict[str, Any]]]]:
+    """The chart rendered with `values(namespace)` for a fresh labelled namespace, its RBAC applied for
+    real; yields the release and everything rendered, then deletes the RBAC and the namespace."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    namespace = f"{name}-ns"
+    api = local_cluster.api_client()
+    try:
+        client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+            name=namespace, labels={"caldera.dev/test": "true"})))
+    finally:
+        api.close()
+    rendered = helm.template(values(namespace), release=name, namespace=namespace)
+    objects = [o for o in rendered if o["kind"] in RBAC_KINDS]
+    apply(local_cluster, objects)
+    try:
+        yield Release(name, namespace, objects, local_cluster), rendered
+    finally:
+        delete(local_cluster, objects)
+        api = local_cluster.api_client()
+        client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
+        api.close()
 
 
 @dataclass

@@ -12,7 +12,6 @@ router's create answers 409, which the API server decides only after authorising
 from __future__ import annotations
 
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,10 @@ import httpx
 import pytest
 import yaml
 from apirecorder import (
-    RBAC_KINDS,
     ApiRecorder,
-    Release,
     Run,
-    apply,
+    chart_release,
     cluster_ca,
-    delete,
     forbidden,
     free_port,
     run_component,
@@ -37,7 +33,6 @@ from apirecorder import (
 )
 from kubernetes import client
 
-from caldera import helm
 from caldera.localcluster import gatewaycrds
 from caldera.localcluster.session import LocalCluster
 
@@ -52,14 +47,13 @@ MODEL = "pool-model"
 OWN_FLAGS = ("--in-cluster", "--host=", "--port=", "--config=")
 
 
-def chart_router(values: dict[str, Any], name: str, ns: str) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
-    """The chart's RBAC objects, the router's arguments after `router` and its config file."""
-    rendered = helm.template(values, release=name, namespace=ns)
+def chart_router(rendered: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+    """The chart's router arguments after `router` and its config file."""
     (deployment,) = [o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-router")]
     (config_map,) = [o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-router")]
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     args = [a for a in args[args.index("router") + 1:] if not a.startswith(OWN_FLAGS)]
-    return [o for o in rendered if o["kind"] in RBAC_KINDS], args, yaml.safe_load(config_map["data"]["config.yaml"])
+    return args, yaml.safe_load(config_map["data"]["config.yaml"])
 
 
 def engine_pod(name: str) -> dict[str, Any]:
@@ -90,19 +84,15 @@ def conditions(status: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def gateway_run(local_cluster: LocalCluster) -> Iterator[Run]:
-    name = f"rbacg-{uuid.uuid4().hex[:6]}"
-    ns = f"{name}-ns"
     api = local_cluster.api_client()
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     gatewaycrds.install(api, progress=print)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns,
-                                                                          labels={"caldera.dev/test": "true"})))
-    objects, args, config = chart_router(
-        {"controller": {"enabled": False},
-         "router": {"watchNamespace": ns, "gatewayAPI": {"inferenceExtension": True}}}, name, ns)
-    apply(local_cluster, objects)
-    release = Release(name, ns, objects, local_cluster)
-    with tempfile.TemporaryDirectory(prefix="caldera-rbacg-") as tmp:
+    with (chart_release(local_cluster, "rbacg", lambda ns: {
+              "controller": {"enabled": False},
+              "router": {"watchNamespace": ns, "gatewayAPI": {"inferenceExtension": True}}}) as (release, rendered),
+          tempfile.TemporaryDirectory(prefix="caldera-rbacg-") as tmp):
+        ns = release.namespace
+        args, config = chart_router(rendered)
         work = Path(tmp)
         core.create_namespaced_pod(ns, engine_pod("pool-0"))  # type: ignore[arg-type]  # a dict body is accepted
         custom.create_namespaced_custom_object(*INF, ns, "inferencepools", inference_pool())
@@ -153,10 +143,9 @@ def gateway_run(local_cluster: LocalCluster) -> Iterator[Run]:
         finally:
             component.stop()
             recorder.stop()
-            delete(local_cluster, objects)
-            core.delete_namespace(ns, propagation_policy="Background")
             api.close()
-        yield Run(list(recorder.records), component.text(), reached, failure)
+        run = Run(list(recorder.records), component.text(), reached, failure)
+    yield run
 
 
 def test_router_as_its_service_account_creates_the_default_gateway_writes_status_and_proxies(

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,10 @@ import httpx
 import pytest
 import yaml
 from apirecorder import (
-    RBAC_KINDS,
     ApiRecorder,
-    Release,
     Run,
-    apply,
+    chart_release,
     cluster_ca,
-    delete,
     forbidden,
     free_port,
     run_component,
@@ -34,7 +30,6 @@ from apirecorder import (
 )
 from kubernetes import client
 
-from caldera import helm
 from caldera.localcluster.session import LocalCluster
 from router.providers.api import CREDENTIAL_LABEL
 from router.providers.harness import ProviderServer
@@ -63,18 +58,13 @@ class Provider:
 
 @pytest.fixture(scope="module")
 def provider_run(local_cluster: LocalCluster) -> Iterator[Run]:
-    name = f"rbacp-{uuid.uuid4().hex[:6]}"
-    ns = f"{name}-ns"
     api = local_cluster.api_client()
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    core.create_namespace({"metadata": {"name": ns, "labels": {"caldera.dev/test": "true"}}})
-    rendered = helm.template({"controller": {"enabled": False},
-                              "router": {"watchNamespace": ns, "externalModelProviders": {"enabled": True}}},
-                             release=name, namespace=ns)
-    objects = [o for o in rendered if o["kind"] in RBAC_KINDS]
-    apply(local_cluster, objects)
-    release = Release(name, ns, objects, local_cluster)
-    with tempfile.TemporaryDirectory(prefix="caldera-rbacp-") as tmp:
+    with (chart_release(local_cluster, "rbacp", lambda ns: {
+              "controller": {"enabled": False},
+              "router": {"watchNamespace": ns, "externalModelProviders": {"enabled": True}}}) as (release, _),
+          tempfile.TemporaryDirectory(prefix="caldera-rbacp-") as tmp):
+        ns = release.namespace
         work = Path(tmp)
         provider = Provider(work)
         core.create_namespaced_secret(ns, {"metadata": {"name": "creds", "labels": {CREDENTIAL_LABEL: "true"}},
@@ -119,10 +109,9 @@ def provider_run(local_cluster: LocalCluster) -> Iterator[Run]:
             component.stop()
             recorder.stop()
             provider.stop()
-            delete(local_cluster, objects)
-            core.delete_namespace(ns, propagation_policy="Background")
             api.close()
-        yield Run(list(recorder.records), component.text(), reached, failure)
+        run = Run(list(recorder.records), component.text(), reached, failure)
+    yield run
 
 
 def test_router_as_its_service_account_resolves_writes_status_and_proxies(provider_run: Run) -> None:
