@@ -248,6 +248,7 @@ class Options:
     resync_seconds: float
     tls_dir: Path | None
     webhook_cert_dir: Path | None = None
+    leader_worker_set: bool = True
 
 
 async def serve_metrics(host: str, port: int, ready: asyncio.Event) -> web.AppRunner:
@@ -280,6 +281,8 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
     api = api_client(kubeconfig)
     kube = Kube(api)
     msc.configure(msc.Settings(placement=opts.placement, resync_seconds=opts.resync_seconds), kube)
+    if opts.leader_worker_set:
+        msc.serve_leaderworkersets()
     loaded = import_handlers(opts.webhooks)
     log.info("handlers loaded", extra={"modules": loaded, "placement": opts.placement})
 
@@ -368,10 +371,13 @@ async def run_operator(opts: Options, kubeconfig: str | None) -> None:
               help="Serve admission with tls.crt/tls.key (and ca.crt) from this directory, e.g. a mounted "
                    "Secret, instead of generating a certificate; the webhook configurations are then "
                    "left to whoever made the certificate (Helm, cert-manager).")
+@click.option("--leader-worker-set/--no-leader-worker-set", "leader_worker_set", default=True, show_default=True,
+              help="Serve LeaderWorkerSets as one-role ModelServings when their CRD is installed; off: never "
+                   "watch them (no grant needed).")
 def controller_command(kubeconfig: str | None, placement: str | None, metrics_host: str, metrics_port: int,
                        health_port: int, webhook_host: str, webhook_port: int, webhooks: bool, peering: str,
                        priority: int | None, peering_lifetime: int, namespaces: tuple[str, ...], resync_seconds: float,
-                       tls_dir: Path | None, webhook_cert_dir: Path | None) -> None:
+                       tls_dir: Path | None, webhook_cert_dir: Path | None, leader_worker_set: bool) -> None:
     """Run the Caldera controller (ModelServing, placement, autoscaler, admission webhooks)."""
     if kubeconfig:
         os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads it too
@@ -380,7 +386,7 @@ def controller_command(kubeconfig: str | None, placement: str | None, metrics_ho
         health_port=health_port, webhook_host=webhook_host, webhook_port=webhook_port, webhooks=webhooks,
         peering=peering or None, priority=priority if priority is not None else random.randint(1, 2**31 - 1),
         peering_lifetime=peering_lifetime, namespaces=namespaces, resync_seconds=resync_seconds,
-        tls_dir=tls_dir, webhook_cert_dir=webhook_cert_dir,
+        tls_dir=tls_dir, webhook_cert_dir=webhook_cert_dir, leader_worker_set=leader_worker_set,
     )
     log.debug("controller options", extra={"options": opts})
     try:

@@ -244,7 +244,15 @@ async def modelserving_daemon(namespace: str | None, name: str, stopped: kopf.Da
 
 
 # -- LeaderWorkerSet compatibility (served only when the LWS CRD is installed) -----------------
-@kopf.on.event(LWS_GROUP, LWS_VERSION, LWS_PLURAL)
+def serve_leaderworkersets() -> None:
+    """Register the LeaderWorkerSet handler (`caldera controller --leader-worker-set`, the default).
+
+    Not on import: kopf watches every registered resource whose CRD exists, and a controller
+    without the grant (the chart's `controller.leaderWorkerSet.enabled: false`) must not even
+    list LeaderWorkerSets when someone else installs their CRD."""
+    kopf.on.event(LWS_GROUP, LWS_VERSION, LWS_PLURAL)(leaderworkerset_event)
+
+
 def leaderworkerset_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     if event.get("type") == "DELETED":

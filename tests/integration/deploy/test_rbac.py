@@ -64,7 +64,7 @@ def controller_run(local_cluster: LocalCluster, rbac_release: Release, work_dir:
     kubeconfig = rbac_release.kubeconfig("controller", f"http://127.0.0.1:{recorder.port}", work_dir)
     metrics, webhook = free_port(), free_port()
     component: Component = run_component([
-        "controller", f"--namespace={ns}", f"--peering={rbac_release.name}-caldera",
+        "controller", f"--namespace={ns}", f"--peering={rbac_release.name}-caldera", "--no-leader-worker-set",
         f"--metrics-port={metrics}", f"--health-port={free_port()}", f"--webhook-port={webhook}",
         f"--tls-dir={work_dir / 'webhook-tls'}"], work_dir / "controller.log", kubeconfig)
     api = local_cluster.api_client()

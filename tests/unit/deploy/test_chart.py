@@ -65,6 +65,20 @@ def test_default_controller_registers_its_own_webhooks_at_its_pod_ip(default_obj
     assert not find(default_objects, "ValidatingWebhookConfiguration")
 
 
+def controller_args(objects: Objects) -> list[str]:
+    container = one(objects, "Deployment", "caldera-controller")["spec"]["template"]["spec"]["containers"][0]
+    return list(container["args"])
+
+
+def test_default_controller_never_watches_leaderworkersets_it_has_no_grant_for(default_objects: Objects) -> None:
+    assert "--no-leader-worker-set" in controller_args(default_objects)
+
+
+def test_leaderworkerset_support_drops_the_opt_out(render: Callable[..., Objects]) -> None:
+    objects = render({"controller": {"leaderWorkerSet": {"enabled": True}}})
+    assert "--no-leader-worker-set" not in controller_args(objects)
+
+
 @pytest.mark.parametrize("component", ["controller", "router"])
 def test_every_default_flag_is_an_option_of_the_component_command(default_objects: Objects, component: str) -> None:
     from caldera.cli import cli
