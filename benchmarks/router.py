@@ -67,12 +67,21 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A free loopback port not handed out before in this run (the kernel may offer a port
+    again once its probe socket is closed, before the process meant to bind it has)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
