@@ -136,11 +136,13 @@ def _p(type_: str, weight: float = 1.0, **params: Any) -> PluginRef:
 
 # The default (see docs/router.md): prefix affinity from the speculative precise index
 # outweighs load, so a prefix stays on one pod (no copies evicting each other); load picks
-# the pod for a new prefix, and the imbalance guard moves a hot prefix off a pod far ahead.
+# the pod for a new prefix (with llm-d's no-hit-lru spreading new prefixes in turn), and the
+# imbalance guard moves a hot prefix off a pod far ahead.
 BUILTIN_PROFILES: dict[str, ProfileConfig] = {
     "default": ProfileConfig(
         filters=[_p("healthy"), _p("imbalance", abs_threshold=32, rel_threshold=2.0)],
-        scorers=[_p("kv-events", 3), _p("inflight", 1, by="requests"), _p("queue", 1), _p("lora-affinity", 1)],
+        scorers=[_p("kv-events", 3), _p("inflight", 1, by="requests"), _p("queue", 1), _p("no-hit-lru", 1),
+                 _p("lora-affinity", 1)],
         picker=_p("max-score")),
     "random": ProfileConfig(picker=_p("random")),
     "round-robin": ProfileConfig(picker=_p("round-robin")),
