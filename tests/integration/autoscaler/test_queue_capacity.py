@@ -80,12 +80,21 @@ def test_optimiser_stops_asking_beyond_the_queue_and_moves_the_rest_to_the_other
                      param("cheap", 50, 6, env.namespace, env.cluster.prometheus_url),
                      param("dear", 100, 6, env.namespace, env.cluster.prometheus_url)]}}})
     load = env.Load(urls, concurrency=8).start()  # 8 in flight: 4 units of demand
+
+    # 1 GPU left while the second cheap replica starts, 0 once Volcano has allocated it.
+    explained = re.compile(rf"cheap: [^|]*queue {small_queue} has [01] nvidia.com/gpu left")
+
+    def explaining_message() -> str | None:
+        message = str(next(c["message"] for c in env.get("autoscalingpolicies", "pool")["status"]["conditions"]
+                           if c["type"] == "Ready"))
+        return message if explained.search(message) else None
+
     try:
         wait.until(lambda: env.replicas("dear") >= 1, 120, "the dearer variant asked for")
-        message = next(c["message"] for c in env.get("autoscalingpolicies", "pool")["status"]["conditions"]
-                       if c["type"] == "Ready")
+        # The status is written after the scale patches, so the decision's explanation may
+        # land a moment after the dearer variant's replicas do.
+        message = wait.until(explaining_message, 60,
+                             "the decision that asked for the dearer variant explained in the status")
     finally:
         load.stop()
     assert env.replicas("cheap") == 2, message
-    # 1 GPU left while the second cheap replica starts, 0 once Volcano has allocated it.
-    assert re.search(rf"cheap: [^|]*queue {small_queue} has [01] nvidia.com/gpu left", message), message
