@@ -4,7 +4,9 @@ A cold request adds a whole prompt of new KV blocks, so sending cold requests to
 that least recently got one spreads cache growth evenly. For a cold request, pods that never
 got one score highest (1.0, then decreasing in candidate order), then the rest from least to
 most recently used: score = 1 - rank/(n - 1). A request with a hit anywhere scores 0.5 on
-every pod (neutral), leaving the choice to the affinity scorers.
+every pod (neutral), leaving the choice to the affinity scorers. So does a LoRA request: its
+locality is the adapter, which `lora-affinity` weighs (rotating it would load the adapter on
+every pod in turn).
 
 The router calls `note_routed` for every pod it sends a request to (decode and prefill), which
 stamps the pod when the request was cold.
@@ -28,7 +30,7 @@ def is_cold(ctx: SchedulingContext) -> bool:
 
 
 def note_routed(ctx: SchedulingContext, endpoint: Endpoint) -> None:
-    if is_cold(ctx):
+    if ctx.lora is None and is_cold(ctx):
         endpoint.last_cold_seq = next(_cold_seq)
 
 
@@ -38,7 +40,7 @@ class NoHitLRUScorer:
 
     def score(self, ctx: SchedulingContext, endpoints: Sequence[Endpoint]) -> list[float]:
         n = len(endpoints)
-        if not is_cold(ctx):
+        if ctx.lora is not None or not is_cold(ctx):
             return [0.5] * n
         if n == 1:
             return [1.0]

@@ -135,6 +135,14 @@ def test_no_hit_lru_prefers_the_least_recently_cold_pod():
     assert NoHitLRUScorer().score(ctx(), [a, b, c]) == [0.0, 1.0, 0.5]
 
 
+def test_no_hit_lru_leaves_a_lora_request_to_lora_affinity():
+    lora = ctx()
+    lora.lora = "sql"
+    a, b = ep("a"), ep("b")
+    note_routed(lora, a)
+    assert NoHitLRUScorer().score(lora, [a, b]) == [0.5, 0.5] and a.last_cold_seq == 0
+
+
 def test_note_routed_stamps_only_cold_requests():
     sig = Signals()
     cached_on(sig, "b", 0.5)
