@@ -206,18 +206,22 @@ def queues_example(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[clie
         api.close()
 
 
-def test_shipped_queue_example_runs_team_a_whole_and_holds_team_b_second_gang(
+def test_shipped_queue_example_runs_team_a_whole_and_holds_one_team_b_gang_whole(
         queues_example: client.ApiClient) -> None:
     api = queues_example
     wait_until("team-a's two gangs to run (16 GPUs in a 32-GPU queue)", lambda: all(
         running(group_pods(api, "team-a", f"llama-70b-{i}")) == 2 for i in (0, 1)), 180)
-    wait_until("team-b's first gang to run (8 GPUs in an 8-GPU queue)",
-               lambda: running(group_pods(api, "team-b", "llama-70b-0")) == 2, 180)
+    # Both gangs are created in one reconcile, so their creation times tie and Volcano may
+    # start either one first: one runs whole, the other is held back whole.
+    gangs = ("llama-70b-0", "llama-70b-1")
+    wait_until("one of team-b's gangs to run (8 GPUs in an 8-GPU queue)",
+               lambda: any(running(group_pods(api, "team-b", g)) == 2 for g in gangs), 180)
+    held = next(g for g in gangs if running(group_pods(api, "team-b", g)) != 2)
     try:
-        wait_until("team-b's second gang to exist and be held back by Volcano", lambda: len(
-            group_pods(api, "team-b", "llama-70b-1")) == 2 and held_back_by_volcano(api, "team-b", "llama-70b-1"), 120)
+        wait_until("team-b's other gang to exist and be held back by Volcano", lambda: len(
+            group_pods(api, "team-b", held)) == 2 and held_back_by_volcano(api, "team-b", held), 120)
     except AssertionError as exc:
         pods = [(p.metadata.name, p.status.phase, p.spec.node_name, p.spec.scheduling_gates)
-                for p in group_pods(api, "team-b", "llama-70b-1")]
-        raise AssertionError(f"{exc}; podgroup: {podgroup(api, 'team-b', 'llama-70b-1')}; pods: {pods}") from None
-    assert bound(group_pods(api, "team-b", "llama-70b-1")) == 0
+                for p in group_pods(api, "team-b", held)]
+        raise AssertionError(f"{exc}; podgroup: {podgroup(api, 'team-b', held)}; pods: {pods}") from None
+    assert bound(group_pods(api, "team-b", held)) == 0
