@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from caldera.localcluster import wait
 from caldera.localcluster.build import BuildError, Progress, cache_root, module_dir
 
 
@@ -97,17 +97,15 @@ def install(api: client.ApiClient, modules: Iterable[CRDModule] = MODULES, timeo
         except ApiException as exc:
             if exc.status != 409:
                 raise
-    deadline = time.monotonic() + timeout_s
     pending = set(names)
-    while pending:
+
+    def established() -> bool:
         for name in sorted(pending):
             status = ext.read_custom_resource_definition(name).status
             conditions = (status.conditions if status else None) or []
             if any(c.type == "Established" and c.status == "True" for c in conditions):
                 pending.discard(name)
-        if not pending:
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"CRDs not Established within {timeout_s}s: {sorted(pending)}")
-        time.sleep(0.2)  # polling the API server for a condition, bounded by the deadline
+        return not pending
+
+    wait.until(established, timeout_s, f"CRDs Established: {sorted(names)}")
     return names
