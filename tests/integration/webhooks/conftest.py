@@ -26,6 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from caldera.localcluster import session, wait
+from caldera.localcluster.processes import terminate
 from caldera.localcluster.session import LocalCluster
 from webhooks.kinds import BY_KIND
 
@@ -75,12 +76,7 @@ class WebhookController:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc)
 
     def kill(self) -> None:
         assert self.proc is not None
