@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 from collections import defaultdict
@@ -134,9 +135,10 @@ async def placement_node_event(**kwargs: Any) -> None:
         await _replan_pods_on_missing_node(name)
         STATE.kick()
         return
-    known = name in STATE.topology.nodes
-    STATE.topology.upsert_node(node_from_object(obj))
-    if not known:
+    old, new = STATE.topology.nodes.get(name), node_from_object(obj)
+    STATE.topology.upsert_node(new)
+    # A new node, or a known one whose taints, labels, readiness or size changed while a gang waits.
+    if old is None or (STATE.unplaceable and old != new):
         STATE.kick()
 
 
@@ -228,7 +230,9 @@ async def _planner_loop() -> None:
             signature = (STATE.topology.generation, gated)
             if signature != last:  # nothing changed: an unplaceable gang would stay unplaceable
                 await plan_round()
-                last = (STATE.topology.generation, gated)
+                # What this round saw, not what holds after it: a change that arrived while the round
+                # awaited its writes (a node's not-ready taint lifted) must still be planned next tick.
+                last = signature
             await _replan_overdue()
         except asyncio.CancelledError:
             raise
@@ -325,19 +329,21 @@ async def _release(pod: dict[str, Any], node: str, now: str, hostnames: list[str
     core = client.CoreV1Api(_api())
     meta = pod["metadata"]
     try:
-        await asyncio.to_thread(core.patch_namespaced_pod, meta["name"], meta["namespace"],
-                                release_patch(pod, node, now, hostnames))
+        response: Any = await asyncio.to_thread(core.patch_namespaced_pod, meta["name"], meta["namespace"],
+                                                release_patch(pod, node, now, hostnames), _preload_content=False)
     except ApiException as exc:
         # 409/422: the pod changed since it was read (or is gone); the next round sees it afresh.
         log.warning("could not release pod", extra={"pod": pod_key(pod), "node": node, "status": exc.status,
                                                     "error": exc.reason})
         return
     # Hold its capacity now, before the watch event comes back.
-    STATE.topology.add_pod(pod_key(pod), node, _request_of(pod))
-    gates = [g for g in pod["spec"].get("schedulingGates") or [] if g.get("name") != "caldera.dev/placement"]
-    STATE.pods[pod_key(pod)] = {**pod, "spec": {**pod["spec"], "schedulingGates": gates},
-                                "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
-                                                                     PLANNED_NODE_ANNOTATION: node}}}
+    key = pod_key(pod)
+    STATE.topology.add_pod(key, node, _request_of(pod))
+    # Record the released pod unless the watch already delivered a newer copy while the patch was in
+    # flight: overwriting that would leave the cache stale (no planned-at, so never re-planned).
+    cached = STATE.pods.get(key)
+    if cached is None or cached["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
+        STATE.pods[key] = json.loads(response.data)
 
 
 def _request_of(pod: dict[str, Any]) -> dict[str, int]:

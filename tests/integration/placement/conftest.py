@@ -133,5 +133,8 @@ def placement_env(local_cluster: LocalCluster, tmp_path: Path, deadline_seconds:
     finally:
         processes.terminate(proc)
         log.close()
+        # Shown by pytest only when the test fails: the controller's own account of what it planned.
+        tail = (tmp_path / "controller.log").read_text(errors="replace").splitlines()[-40:]
+        print("controller log (last 40 lines):", *tail, sep="\n")
         core.delete_namespace(namespace, propagation_policy="Background")
         api.close()
