@@ -31,6 +31,18 @@ def _owned(obj: Mapping[str, Any], uid: str | None) -> bool:
     return not any(o.get("kind") == "ModelServing" and o.get("uid") != uid for o in owners)
 
 
+def _older(obj: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
+    """`obj` is an earlier version of the same object than `current`. Resource versions are etcd
+    revisions on every kube-apiserver; anything else is treated as not comparable."""
+    if current is None:
+        return False
+    meta, cur = obj.get("metadata") or {}, current.get("metadata") or {}
+    if meta.get("uid") != cur.get("uid"):
+        return False
+    mine, theirs = str(meta.get("resourceVersion") or ""), str(cur.get("resourceVersion") or "")
+    return mine.isdigit() and theirs.isdigit() and int(mine) < int(theirs)
+
+
 def owner_key(obj: Mapping[str, Any]) -> Key | None:
     meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get(L.NAME_LABEL)
@@ -45,6 +57,7 @@ class Entry:
     deleted_uids: dict[str, float] = field(default_factory=dict)  # pod uid -> when we deleted it
     deleting_groups: dict[int, float] = field(default_factory=dict)
     deleting_roles: dict[tuple[int, str, int], float] = field(default_factory=dict)
+    gone_uids: dict[str, float] = field(default_factory=dict)  # uid -> when the watch showed it deleted
     seeded: bool = False
     running_roles: set[str] | None = None  # for RoleRunning events; None until the first reconcile
 
@@ -82,12 +95,16 @@ class Cache:
         meta = obj.get("metadata") or {}
         name = str(meta.get("name"))
         store = entry.objects[kind]
+        uid = str(meta.get("uid"))
         if event_type == "DELETED":
             current = store.get(name)
             if current is None or (current.get("metadata") or {}).get("uid") == meta.get("uid"):
                 store.pop(name, None)
-            entry.deleted_uids.pop(str(meta.get("uid")), None)
-        else:
+            entry.deleted_uids.pop(uid, None)
+            entry.gone_uids[uid] = time.monotonic()
+        elif uid not in entry.gone_uids and not _older(obj, store.get(name)):
+            # A write's response can land after the watch has delivered later versions (or the
+            # deletion) of the same object; an older copy must not overwrite them.
             store[name] = dict(obj)
         return key
 
@@ -123,7 +140,7 @@ class Cache:
         (the garbage collector removes them; until then they must not count as this one's)."""
         entry = self.entry(key)
         now = time.monotonic()
-        for memory in (entry.deleted_uids, entry.deleting_groups, entry.deleting_roles):
+        for memory in (entry.deleted_uids, entry.deleting_groups, entry.deleting_roles, entry.gone_uids):
             for k in [k for k, t in memory.items() if now - t > DELETION_MEMORY_SECONDS]:
                 del memory[k]  # type: ignore[arg-type]
         pods: dict[str, Mapping[str, Any]] = {}

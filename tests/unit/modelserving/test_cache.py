@@ -70,3 +70,29 @@ def test_leftovers_of_a_deleted_namesake_are_not_counted() -> None:
     cache.observe("Pod", "ADDED", old)
     assert cache.observed(KEY, "new-ms").pods == {}
     assert set(cache.observed(KEY, "old-ms").pods) == {"sample-0-prefill-0-0"}
+
+
+def _versioned(rv: str, node: str = "", uid: str = "a") -> dict[str, Any]:
+    pod = _pod("sample-0-prefill-0-0", uid)
+    pod["metadata"]["resourceVersion"] = rv
+    pod["spec"] = {"nodeName": node}
+    return pod
+
+
+def test_a_write_response_older_than_the_watched_copy_does_not_overwrite_it() -> None:
+    cache = Cache()
+    cache.observe("Pod", "MODIFIED", _versioned("12", node="n1"))  # the watch: bound already
+    cache.observe("Pod", "ADDED", _versioned("10"))  # the create's response, arriving late
+    assert cache.observed(KEY).pods["sample-0-prefill-0-0"]["spec"]["nodeName"] == "n1"
+    cache.observe("Pod", "MODIFIED", _versioned("13", node="n2"))
+    assert cache.observed(KEY).pods["sample-0-prefill-0-0"]["spec"]["nodeName"] == "n2"
+
+
+def test_a_write_response_after_the_deletion_does_not_resurrect_the_pod() -> None:
+    cache = Cache()
+    cache.observe("Pod", "ADDED", _versioned("10"))
+    cache.observe("Pod", "DELETED", _versioned("11"))
+    cache.observe("Pod", "MODIFIED", _versioned("10"))  # a patch response that lost the race
+    assert "sample-0-prefill-0-0" not in cache.observed(KEY).pods
+    cache.observe("Pod", "ADDED", _versioned("20", uid="b"))  # the namesake that replaces it
+    assert cache.observed(KEY).pods["sample-0-prefill-0-0"]["metadata"]["uid"] == "b"
