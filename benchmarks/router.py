@@ -638,7 +638,8 @@ WORKLOADS = ["shared_prefix", "multi_turn_chat", "no_shared_prefix"]
 
 async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
                   workloads: Sequence[str] = tuple(WORKLOADS), time_scale: float = 1.0,
-                  engine_dir: Path | None = None) -> dict[str, Any]:
+                  engine_dir: Path | None = None, no_shared_rate: float | None = None,
+                  no_shared_requests: int | None = None) -> dict[str, Any]:
     setup = QualitySetup(time_scale=time_scale)
     cluster_kv_tokens = setup.pods * setup.num_gpu_blocks * setup.block_size
     # Groups of requests sharing a 6,000-token system prompt (Kthena's and llm-d's shape); the
@@ -650,14 +651,15 @@ async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
         shared = shared_prefix_workload(groups=64, per_group=16, prefix_tokens=6000, question_tokens=100,
                                         output_tokens=24, rate_from=4, rate_to=60)
     prefix_total = len({it[1]["prompt"][:200] for it in shared.items}) * 6000
-    unique = unique_workload(n=150 if quick else 300, prompt_tokens=1000, output_tokens=24,
-                             rate=12 if quick else 14)
+    unique = unique_workload(n=no_shared_requests or (150 if quick else 300), prompt_tokens=1000,
+                             output_tokens=24, rate=no_shared_rate or (12 if quick else 14))
     engines = start_engines(setup, workdir, engine_dir)
     out: dict[str, Any] = {"setup": {
         "pods": setup.pods, "profile": "8b-h100", "time_scale": setup.time_scale,
         "kv_blocks_per_pod": setup.num_gpu_blocks, "block_size": setup.block_size,
         "cluster_kv_tokens": cluster_kv_tokens, "shared_prefix_total_tokens": prefix_total,
         "shared_prefix_requests": len(shared.items), "unique_requests": len(unique.items),
+        "unique_rate_rps": no_shared_rate or (12 if quick else 14),
         "latencies": "simulated seconds (real x time_scale)"}, "shared_prefix": {}, "multi_turn_chat": {},
         "no_shared_prefix": {}}
     try:
@@ -665,8 +667,8 @@ async def quality(workdir: Path, quick: bool, strategies: Sequence[str],
             await wait_http(f"http://127.0.0.1:{e['port']}/health", proc=e["proc"])
         for strategy in strategies:
             for wname in workloads:
-                if wname == "no_shared_prefix" and strategy not in ("random", "least-request", "default"):
-                    continue
+                if wname == "no_shared_prefix" and strategy in ("round-robin", "prefix", "precise"):
+                    continue  # nothing to share: these compare as least-request or random do
                 await reset_engines(engines)
                 port = free_port()
                 router = start_router(quality_router_config(port, engines, strategy), workdir,
@@ -716,6 +718,8 @@ def main() -> None:
                     "(a snapshot), not the working tree")
     ap.add_argument("--profiles", type=Path, help="YAML mapping of extra profiles to compare (by name in --strategies)")
     ap.add_argument("--quick", action="store_true", help="smaller workloads (about a third of the time)")
+    ap.add_argument("--no-shared-rate", type=float, help="arrival rate (req/s) of the no-shared-prefix workload")
+    ap.add_argument("--no-shared-requests", type=int, help="requests in the no-shared-prefix workload")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
     import uvloop
@@ -740,7 +744,8 @@ def main() -> None:
             result["overhead"] = await overhead(workdir, args.quick)
         if args.part in ("quality", "all"):
             result["quality"] = await quality(workdir, args.quick, args.strategies.split(","),
-                                              args.workloads.split(","), args.time_scale, engine_dir)
+                                              args.workloads.split(","), args.time_scale, engine_dir,
+                                              args.no_shared_rate, args.no_shared_requests)
 
     uvloop.run(run())
     result["runtime_s"] = round(time.monotonic() - started, 1)
