@@ -77,3 +77,24 @@ def decode_extra_from_prefill(connector: str, prefill_response: Any) -> dict[str
         return {}
     params = prefill_response.get("kv_transfer_params")
     return {"kv_transfer_params": params} if isinstance(params, dict) else {}
+
+
+def decode_serves_alone(server: Server) -> bool:
+    """Whether a decode pod can serve the whole request when no prefill pod can (the fallback).
+
+    vLLM: a decode instance is a full engine; its KV connector only loads remote KV when the
+    request carries `kv_transfer_params`, so a plain request is prefilled locally (HTTP/LMCache
+    decode pods simply miss the shared cache). SGLang: a server in `--disaggregation-mode decode`
+    only takes requests that name a bootstrap room; it has no path to run a prefill itself.
+    """
+    return server.engine != "SGLang"
+
+
+def prefill_reusable(connector: str, previous_group: str | None, next_group: str | None) -> bool:
+    """Whether a finished prefill still serves a retry of its decode on another pod.
+
+    Only the HTTP/LMCache connector: its prefill left the KV in the group's shared cache, which
+    a failed decode does not consume. NIXL's blocks are held for one pull that the failed decode
+    may already have made, and an SGLang bootstrap room belongs to the decode that joined it.
+    """
+    return connector == "http" and previous_group == next_group

@@ -34,7 +34,7 @@ from router.metrics import RouterMetrics
 from router.providers.provider import compile_providers
 from router.providers.proxy import ProviderProxy
 from router.request import CHAT_COMPLETIONS, COMPLETIONS, ParsedRequest, RequestError, parse_request
-from router.resilience import failover, migration
+from router.resilience import failover, migration, pd_failover
 from router.resilience.guard import Guard
 from router.resilience.retry import RetryPolicy, policy_for
 from router.routing import ProviderDecision, RouteDecision, Server, match
@@ -506,51 +506,129 @@ class Router:
 
     async def _serve_pd(self, request: web.Request, parsed: ParsedRequest, rd: RouteDecision,
                         ctx: SchedulingContext, outcome: Outcome) -> web.StreamResponse:
+        """Decode pods go through `failover.serve` (retries, migration) as an aggregated request;
+        each decode attempt runs its own prefill with failover over the decode pod's pdGroup."""
         server = rd.server
         dd = self._schedule(ctx, self.state.endpoints_of(server, "decode"), server.key)
-        decode = dd.chosen
-        t0 = time.perf_counter()
-        prefill_pool = pd.same_group(self.state.endpoints_of(server, "prefill"), decode)
-        if not prefill_pool or pd.skip_prefill(ctx.prompt_tokens, ctx.cached_fraction(decode),
-                                               self.config.pd.skip_prefill_below_tokens):
-            self.metrics.pd_prefill_skipped.inc()
-            self._remember(parsed, dd, {"prefill": None})
-            return await self._proxy(request, parsed, ctx, decode, parsed.with_model(rd.upstream_model), outcome)
-        pdec = self._schedule(ctx, prefill_pool, server.key)
-        prefill = pdec.chosen
-        self._remember(parsed, dd, {"prefill": prefill.name})
+        res = self.config.resilience
+        policy = self._policy(server)
         connector = pd.connector_of(server)
-        plan = pd.plan(parsed, rd.upstream_model, connector, prefill, self.config.pd.sglang_bootstrap_port,
-                       self.rng)
-        assert plan.prefill_body is not None
-        if connector == "sglang":
-            prefill_task = asyncio.create_task(self._prefill(request, ctx, prefill, plan.prefill_body, rd))
+        tracker = pd_failover.PrefillTracker(policy)
+        body = parsed.with_model(rd.upstream_model)
+        relay = migration.StreamRelay(chat=parsed.is_chat) if parsed.stream and res.migration_limit else None
+        t0 = time.perf_counter()
+        done_prefill: list[tuple[str | None, bytes, dict[str, Any]]] = []  # (group, body, decode extra)
+        remembered = False
+
+        async def attempt(decode: Endpoint, sent: bytes, relay: migration.StreamRelay | None) -> web.StreamResponse:
+            nonlocal remembered
+            # A migrated stream resumes with a new body (prompt + text so far): that one is prefilled.
+            req = parsed if sent is body else parse_request(parsed.path, sent, request.headers)
+            pool = pd.same_group(self.state.endpoints_of(server, "prefill"), decode)
+            skip = bool(pool) and pd.skip_prefill(ctx.prompt_tokens, ctx.cached_fraction(decode),
+                                                  self.config.pd.skip_prefill_below_tokens)
+            ordered: list[Endpoint] = []
+            if not skip and (candidates := tracker.candidates(pool)):
+                with contextlib.suppress(UpstreamError):  # every candidate filtered out: none ready
+                    ordered = self._schedule(ctx, candidates, server.key).ordered
+            if not remembered:
+                self._remember(parsed, dd, {"prefill": ordered[0].name if ordered else None})
+                remembered = True
+            extra: dict[str, Any] = {}
             try:
-                return await self._proxy(request, parsed, ctx, decode,
-                                         parsed.with_model(rd.upstream_model, extra=plan.decode_extra), outcome, t0)
-            finally:
-                with contextlib.suppress(UpstreamError):
-                    await prefill_task
-        prefill_response = await self._prefill(request, ctx, prefill, plan.prefill_body, rd)
-        extra = pd.decode_extra_from_prefill(connector, prefill_response)
-        return await self._proxy(request, parsed, ctx, decode,
-                                 parsed.with_model(rd.upstream_model, extra=extra), outcome, t0)
+                if skip:
+                    self.metrics.pd_prefill_skipped.inc()
+                elif connector == "sglang":
+                    try:
+                        _, resp = await pd_failover.run_prefill(
+                            ordered, lambda p: self._sglang_exchange(request, req, rd, ctx, p, decode, outcome, t0,
+                                                                     relay),
+                            tracker, self.guard.metrics, server.key, decode.pd_group)
+                    except UpstreamError as exc:  # the decode pod's own failure (its prefill was served)
+                        pd_failover.mark_unreachable(decode, exc.reason)
+                        raise
+                    return resp  # type: ignore[no-any-return]
+                elif done_prefill and done_prefill[0][1] is sent and pd.prefill_reusable(
+                        connector, done_prefill[0][0], decode.pd_group):
+                    extra = done_prefill[0][2]
+                else:
+                    def prefill_on(p: Endpoint) -> Awaitable[Any]:
+                        plan = pd.plan(req, rd.upstream_model, connector, p, self.config.pd.sglang_bootstrap_port)
+                        assert plan.prefill_body is not None
+                        return self._prefill(request, ctx, p, plan.prefill_body, rd)
+
+                    _, answer = await pd_failover.run_prefill(ordered, prefill_on, tracker, self.guard.metrics,
+                                                              server.key, decode.pd_group)
+                    extra = pd.decode_extra_from_prefill(connector, answer)
+                    done_prefill[:] = [(decode.pd_group, sent, extra)]
+            except pd_failover.PrefillFailed as exc:  # not retryable (a client error): the client gets it
+                raise UpstreamError(exc.pod, f"prefill {exc.reason}", status=exc.status) from None
+            except pd_failover.PrefillUnavailable as exc:
+                if not (res.pd_fallback_to_decode and pd.decode_serves_alone(server)):
+                    self.guard.metrics.pd_fallbacks.labels(server.key, "unavailable").inc()
+                    raise UpstreamError(f"{server.key} pdGroup {decode.pd_group}", f"prefill unavailable: {exc}",
+                                        status=503) from None
+                self.guard.metrics.pd_fallbacks.labels(server.key, "decode_only").inc()
+                log.warning("no prefill pod left: the decode pod serves the request alone",
+                            extra={"pod": decode.name, "reason": str(exc)})
+            try:
+                return await self._proxy(request, req, ctx, decode, req.with_model(rd.upstream_model, extra=extra),
+                                         outcome, t0, relay)
+            except UpstreamError as exc:
+                pd_failover.mark_unreachable(decode, exc.reason)
+                raise
+
+        return await failover.serve(  # decode retries, then migration of streams broken mid-way
+            dd.ordered, body, attempt, policy, relay, parsed, rd.upstream_model, res.migration_limit,
+            self.guard.metrics, server.key,
+            lambda e: (e.pod, e.reason, e.status) if isinstance(e, UpstreamError) else None,
+            lambda ep, text: failover.engine_tokenize(self._client(), ep, rd.upstream_model, text))
+
+    async def _sglang_exchange(self, request: web.Request, req: ParsedRequest, rd: RouteDecision,
+                               ctx: SchedulingContext, prefill: Endpoint, decode: Endpoint, outcome: Outcome,
+                               t0: float, relay: migration.StreamRelay | None) -> web.StreamResponse:
+        """SGLang: prefill and decode at once, meeting in a fresh bootstrap room."""
+        plan = pd.plan(req, rd.upstream_model, "sglang", prefill, self.config.pd.sglang_bootstrap_port, self.rng)
+        assert plan.prefill_body is not None
+        task = asyncio.create_task(self._prefill(request, ctx, prefill, plan.prefill_body, rd))
+        try:
+            resp = await self._proxy(request, req, ctx, decode,
+                                     req.with_model(rd.upstream_model, extra=plan.decode_extra), outcome, t0, relay)
+        except UpstreamError:
+            # A decode whose prefill failed fails too (its KV never arrives): blame the prefill then.
+            if (failed := await _prefill_failure(task)) is not None:
+                raise failed from None
+            raise
+        except BaseException:
+            task.cancel()
+            task.add_done_callback(_retrieve)
+            raise
+        if (failed := await _prefill_failure(task)) is not None:
+            log.warning("prefill failed after its decode was served", extra={"pod": failed.pod,
+                                                                             "reason": failed.reason})
+        return resp
 
     async def _prefill(self, request: web.Request, ctx: SchedulingContext, ep: Endpoint, body: bytes,
                        rd: RouteDecision) -> Any:
+        """One prefill request; every failure is a PrefillFailed naming the pod and the reason."""
         scratch = Outcome()
         tokens, prefill = self._begin(ctx, ep, scratch)
         t0 = time.perf_counter()
         try:
-            upstream = await self._upstream(ep, body, request, rd.server.timeout_s)
+            try:
+                upstream = await self._upstream(ep, body, request, rd.server.timeout_s)
+            except UpstreamError as exc:
+                raise pd_failover.PrefillFailed(ep.name, exc.reason, exc.status) from None
             try:
                 data = await upstream.read()
-            except UpstreamConnectionError as exc:
-                raise UpstreamError(ep.name, f"prefill response broken: {exc}") from None
+            except UpstreamConnectionError as exc:  # the engine died before the answer was complete
+                self.metrics.upstream_errors.labels(ep.name, "body").inc()
+                raise pd_failover.PrefillFailed(ep.name, f"body broken: {exc}") from None
             finally:
                 upstream.release()
             if upstream.status != 200:
-                raise UpstreamError(ep.name, f"prefill HTTP {upstream.status}: {data[:200]!r}")
+                raise pd_failover.PrefillFailed(ep.name, f"HTTP {upstream.status}: {data[:200]!r}",
+                                                status=upstream.status)
         finally:
             ep.first_token(prefill)
             ep.end(tokens)
@@ -558,6 +636,20 @@ class Router:
         with contextlib.suppress(orjson.JSONDecodeError):
             return orjson.loads(data)
         return None
+
+
+async def _prefill_failure(task: asyncio.Task[Any]) -> pd_failover.PrefillFailed | None:
+    """The prefill task's failure once it is done, or None when it succeeded."""
+    try:
+        await task
+    except pd_failover.PrefillFailed as exc:
+        return exc
+    return None
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "never retrieved" warning for a prefill nobody waits for
 
 
 async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

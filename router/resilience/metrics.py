@@ -14,6 +14,12 @@ class ResilienceMetrics:
                                ["server", "reason"], registry=r)
         self.migrations = Counter("caldera_router_migrations", "Streams moved to another pod mid-way, by result.",
                                   ["server", "result"], registry=r)
+        self.pd_prefill_retries = Counter("caldera_router_pd_prefill_retries",
+                                          "P/D prefills retried on another prefill pod of the group, by reason.",
+                                          ["server", "reason"], registry=r)
+        self.pd_fallbacks = Counter("caldera_router_pd_fallbacks",
+                                    "P/D requests with no prefill pod left: sent to the decode pod alone "
+                                    "(decode_only) or refused (unavailable).", ["server", "result"], registry=r)
         self.rejections = Counter("caldera_router_rejections",
                                   "Requests refused by the guard (auth, overload, draining, queue...).",
                                   ["reason", "status"], registry=r)

@@ -31,6 +31,9 @@ class ResilienceConfig(_Model):
     retries: int = Field(2, ge=0)
     # Times one stream may move to another pod after breaking mid-way (0 disables migration).
     migration_limit: int = Field(3, ge=0, alias="migrationLimit")
+    # P/D: with no prefill pod left, send the request to the decode pod alone when its engine can
+    # prefill itself (vLLM); off: answer 503 instead.
+    pd_fallback_to_decode: bool = Field(True, alias="pdFallbackToDecode")
     overload: OverloadConfig = Field(default_factory=OverloadConfig)
     # Requests the router holds at once (reading, queued, streaming); beyond it: 503 at once.
     max_concurrent_requests: int | None = Field(None, ge=1, alias="maxConcurrentRequests")
