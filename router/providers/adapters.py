@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
@@ -102,3 +103,28 @@ def forwarded_headers(provider_type: str, client_headers: Mapping[str, str]) -> 
     """The client headers a provider may see."""
     allowed = FORWARDED_HEADERS | (ANTHROPIC_FORWARDED_HEADERS if provider_type == "Anthropic" else frozenset())
     return {name.lower(): value for name, value in client_headers.items() if name.lower() in allowed}
+
+
+# Where the text of a /v1/responses or /v1/messages request lives (instructions, input items,
+# system, messages and their content parts, tool results); images and tool schemas are left out.
+_TEXT_KEYS = frozenset({"instructions", "input", "system", "messages", "content", "text", "output"})
+
+
+def prompt_text(body: Mapping[str, Any]) -> str:
+    """The prompt text of a provider-native request, for the token estimate a route's input
+    limit admits on (as `prompt_text` of a chat request). Never raises: the body is sent as is."""
+    parts: list[str] = []
+
+    def walk(value: Any, depth: int) -> None:
+        if isinstance(value, str):
+            parts.append(value)
+        elif depth < 8 and isinstance(value, list):
+            for item in value:
+                walk(item, depth + 1)
+        elif depth < 8 and isinstance(value, Mapping):
+            for key, item in value.items():
+                if key in _TEXT_KEYS:
+                    walk(item, depth + 1)
+
+    walk(body, 0)
+    return "\n".join(parts)

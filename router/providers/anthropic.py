@@ -139,12 +139,20 @@ def to_messages_request(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     return out
 
 
+def token_count(value: Any) -> int:
+    """A token count as reported, or 0 when it is not a non-negative number (a provider's bad
+    usage must not fail a reply that has otherwise arrived)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        return 0
+    return int(value)
+
+
 def usage_of(usage: Mapping[str, Any] | None) -> dict[str, int]:
     """Anthropic usage as OpenAI usage (cache reads and writes count as prompt tokens)."""
     u = usage or {}
-    prompt = sum(int(u.get(k) or 0) for k in ("input_tokens", "cache_creation_input_tokens",
-                                                "cache_read_input_tokens"))
-    completion = int(u.get("output_tokens") or 0)
+    prompt = sum(token_count(u.get(k)) for k in ("input_tokens", "cache_creation_input_tokens",
+                                                 "cache_read_input_tokens"))
+    completion = token_count(u.get("output_tokens"))
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 

@@ -1,5 +1,5 @@
-"""A small real HTTPS model API for tests and demos: OpenAI chat/completions and Anthropic
-Messages on 127.0.0.1, with a self-signed certificate made on the spot. It answers with a
+"""A small real HTTPS model API for tests and demos: OpenAI chat/completions, the OpenAI
+Responses API and Anthropic Messages on 127.0.0.1, with a self-signed certificate made on the spot. It answers with a
 fixed text and records every request it received (path, headers, body), so tests can check
 what the router sent, including the injected credentials.
 """
@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from router.harness import free_port
 
 REPLY_WORDS = ("hello", " from", " the", " provider")
+RESPONSES_INPUT_TOKENS = 11  # the usage a /v1/responses reply reports (output: one token a word)
 
 
 def self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
@@ -58,6 +59,9 @@ class ProviderServer:
     directory: Path
     host: str = "127.0.0.1"
     status: int = 200  # set to e.g. 429 to answer every request with that error
+    # When set, the data of a streamed /v1/responses reply's final event (`response.completed`),
+    # in place of the real one: tests send malformed usage with it.
+    responses_final: bytes | None = None
     received: list[Received] = field(default_factory=list)
     port: int = 0
     cert: Path | None = None
@@ -75,6 +79,7 @@ class ProviderServer:
         app.router.add_post("/{prefix:.*}chat/completions", self._openai)
         app.router.add_post("/{prefix:.*}completions", self._openai)
         app.router.add_post("/{prefix:.*}messages", self._anthropic)
+        app.router.add_post("/{prefix:.*}responses", self._responses)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         self.port = free_port()
@@ -143,5 +148,48 @@ class ProviderServer:
         for event in events:
             await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
             await asyncio.sleep(0)
+        await resp.write_eof()
+        return resp
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        if isinstance(body, web.Response):
+            return body
+        text = "".join(REPLY_WORDS)
+        usage = {"input_tokens": RESPONSES_INPUT_TOKENS, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": len(REPLY_WORDS), "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": RESPONSES_INPUT_TOKENS + len(REPLY_WORDS)}
+        message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        final = {"id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
+                 "model": body.get("model"), "output": [message], "usage": usage}
+        if not body.get("stream"):
+            return web.json_response(final)
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        started = {**final, "status": "in_progress", "output": [], "usage": None}
+        events: list[dict[str, Any]] = [
+            {"type": "response.created", "response": started},
+            {"type": "response.in_progress", "response": started},
+            {"type": "response.output_item.added", "output_index": 0,
+             "item": {**message, "status": "in_progress", "content": []}},
+            *({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+               "delta": w} for w in REPLY_WORDS),
+            {"type": "response.output_text.done", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+             "text": text},
+            {"type": "response.output_item.done", "output_index": 0, "item": message},
+        ]
+        for number, event in enumerate(events):
+            await resp.write(f"event: {event['type']}\ndata: {json.dumps({**event, 'sequence_number': number})}"
+                             "\n\n".encode())
+            await asyncio.sleep(0)
+        last = self.responses_final
+        if last is None:
+            last = json.dumps({"type": "response.completed", "response": final,
+                               "sequence_number": len(events)}).encode()
+        half = len(last) // 2  # the final event in two writes: the router must join its halves
+        await resp.write(b"event: response.completed\ndata: " + last[:half])
+        await asyncio.sleep(0)
+        await resp.write(last[half:] + b"\n\n")
         await resp.write_eof()
         return resp

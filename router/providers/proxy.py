@@ -1,10 +1,12 @@
 """The HTTP shell for ExternalModelProvider targets: build the upstream request, send it over
 verified (or, when the provider asks, unverified) TLS, and pass the reply back.
 
-Streams are relayed event by event as they arrive. Events are only parsed when something must
-change: an Anthropic stream translated to OpenAI chunks, or the usage-only chunk the router
-asked an OpenAI provider for (`stream_options.include_usage`, injected to count tokens as
-Kthena does) withheld from a client that did not ask for it.
+Streams are relayed as they arrive. Bytes pass through untouched unless something must change
+(an Anthropic stream translated to OpenAI chunks, or the usage-only chunk the router asked an
+OpenAI provider for with `stream_options.include_usage`, as Kthena does, withheld from a client
+that did not ask for it); their usage (a Responses API `response.completed`, an Anthropic
+`message_delta`, a chat usage chunk) is read on the side, event by event (`usage`). The counts
+go where an engine request's go: the route's token limits, the token metrics, the access log.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -21,9 +23,9 @@ import orjson
 from aiohttp import web
 from prometheus_client import Counter
 
-from router.providers import adapters, anthropic
+from router.providers import adapters, anthropic, usage
 from router.providers.provider import Provider
-from router.request import RequestError
+from router.request import DEFAULT_MAX_TOKENS, ParsedRequest, RequestError
 from router.routing import ProviderDecision, match
 
 if TYPE_CHECKING:
@@ -32,32 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("caldera.router.providers")
 
 NATIVE_PATHS = (adapters.ANTHROPIC_MESSAGES, "/v1/responses")  # served only by provider targets
-
-
-def _events(buf: bytearray) -> list[bytes]:
-    """Complete SSE events taken off the front of `buf` (a partial event stays)."""
-    out: list[bytes] = []
-    while True:
-        end = buf.find(b"\n\n")
-        if end < 0:
-            return out
-        out.append(bytes(buf[:end]))
-        del buf[:end + 2]
-
-
-def _data(event: bytes) -> bytes | None:
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            return line[5:].strip()
-    return None
-
-
-def _usage(payload: Mapping[str, Any] | None) -> tuple[int, int]:
-    usage = (payload or {}).get("usage") or {}
-    if "input_tokens" in usage or "output_tokens" in usage:  # Anthropic and /v1/responses
-        u = anthropic.usage_of(usage)
-        return u["prompt_tokens"], u["completion_tokens"]
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 class ProviderProxy:
@@ -114,7 +90,13 @@ class ProviderProxy:
         if not isinstance(decision, ProviderDecision):
             raise RequestError(404, f"{request.path} is served only by external model providers; the route for "
                                     f"model '{body['model']}' targets a ModelServer", code="unsupported_path")
-        return await self.serve(request, request.path, body, raw, decision, started)
+        # The route's token limits and fair queue apply as on the OpenAI paths (server.handle_inference).
+        ticket = await self.router.guard.enter(request, native_request(request, body, raw), decision, ())
+        done: list[int] = []
+        try:
+            return await self.serve(request, request.path, body, raw, decision, started, on_done=done.append)
+        finally:
+            self.router.guard.leave(ticket, done[0] if done else 0)
 
     async def serve(self, request: web.Request, path: str, body: dict[str, Any], raw: bytes,
                     decision: ProviderDecision, started: float,
@@ -193,7 +175,8 @@ class ProviderProxy:
                 ctype = upstream.headers.get("content-type", "application/json")
                 if stream and upstream.status == 200 and ctype.startswith("text/event-stream"):
                     resp, prompt, completion = await self._relay(request, upstream, p, decision.upstream_model,
-                                                                 translate, client_usage, suppress_usage)
+                                                                 translate, client_usage, suppress_usage,
+                                                                 usage.stream_kind(path, p.provider_type))
                     return 200, prompt, completion, ttft, resp
                 data = await upstream.read()
                 if upstream.status >= 300:
@@ -212,7 +195,7 @@ class ProviderProxy:
                                                                  "is not a Messages response")
                     parsed = anthropic.to_chat_completion(parsed)
                     data, ctype = orjson.dumps(parsed), "application/json"
-                prompt, completion = _usage(parsed if isinstance(parsed, dict) else None)
+                prompt, completion = usage.of_body(parsed)
                 return upstream.status, prompt, completion, ttft, web.Response(
                     status=upstream.status, body=data, content_type=ctype.split(";")[0],
                     headers={"x-caldera-provider": p.key})
@@ -225,41 +208,41 @@ class ProviderProxy:
             raise self._fail(p, "transport", 502, f"external provider {p.key} request failed: {exc!r}") from None
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse, p: Provider, model: str,
-                     translate: bool, client_usage: bool, suppress_usage: bool
+                     translate: bool, client_usage: bool, suppress_usage: bool, kind: str
                      ) -> tuple[web.StreamResponse, int, int]:
         resp = web.StreamResponse(status=200, headers={"content-type": "text/event-stream",
                                                        "cache-control": "no-cache", "x-caldera-provider": p.key})
         await resp.prepare(request)
-        prompt = completion = 0
+        counted = usage.StreamUsage(kind)
+        translator = anthropic.StreamTranslator(model, client_usage) if translate else None
         try:
-            prompt, completion = await self._pump(resp, upstream, model, translate, client_usage, suppress_usage)
+            await self._pump(resp, upstream, counted, translator, suppress_usage)
         except aiohttp.ClientError as exc:  # the response has started: the client sees the stream end early
             self.errors.labels(p.key, "stream_broken").inc()
             log.warning("external provider stream broke", extra={"provider": p.key, "reason": repr(exc)})
         await resp.write_eof()
-        return resp, prompt, completion
+        if translator is not None:
+            counted.decoded({"usage": anthropic.usage_of(translator.usage)})
+        return resp, counted.prompt, counted.completion
 
     @staticmethod
-    async def _pump(resp: web.StreamResponse, upstream: aiohttp.ClientResponse, model: str, translate: bool,
-                    client_usage: bool, suppress_usage: bool) -> tuple[int, int]:
-        prompt = completion = 0
-        if not translate and not suppress_usage:
+    async def _pump(resp: web.StreamResponse, upstream: aiohttp.ClientResponse, counted: usage.StreamUsage,
+                    translator: anthropic.StreamTranslator | None, suppress_usage: bool) -> None:
+        if translator is None and not suppress_usage:
             async for chunk in upstream.content.iter_any():  # nothing to change: bytes as they come
                 await resp.write(chunk)
-            return prompt, completion
-        translator = anthropic.StreamTranslator(model, client_usage) if translate else None
-        buf = bytearray()
+                counted.feed(chunk)  # after the write: reading usage never delays the client
+            return
+        events = usage.EventSplitter()
         async for chunk in upstream.content.iter_any():
-            buf += chunk.replace(b"\r\n", b"\n")
             out = bytearray()
-            for event in _events(buf):
-                payload = _data(event)
+            for event in events.feed(chunk):
+                payload = usage.data(event)
                 if translator is not None:
-                    if payload:
-                        try:
-                            out += translator.feed(orjson.loads(payload))
-                        except orjson.JSONDecodeError:
-                            continue
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        decoded = orjson.loads(payload) if payload else None
+                        if isinstance(decoded, dict):
+                            out += translator.feed(decoded)
                     continue
                 if payload and payload != b"[DONE]" and b'"usage"' in payload:
                     try:
@@ -267,13 +250,19 @@ class ProviderProxy:
                     except orjson.JSONDecodeError:
                         decoded = None
                     if isinstance(decoded, dict) and decoded.get("usage"):
-                        prompt, completion = _usage(decoded)
+                        counted.decoded(decoded)
                         if not decoded.get("choices"):
                             continue  # the usage-only chunk the router asked for, not the client
                 out += event + b"\n\n"
             if out:
                 await resp.write(bytes(out))
-        if translator is not None:
-            usage = anthropic.usage_of(translator.usage)
-            prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
-        return prompt, completion
+
+
+def native_request(request: web.Request, body: dict[str, Any], raw: bytes) -> ParsedRequest:
+    """A `/v1/responses` or `/v1/messages` request as the guard reads a parsed OpenAI request: the
+    model, and the prompt text its input-token estimate is made from. Nothing is validated
+    beyond `model`: the body goes to the provider as the client sent it."""
+    limit = body.get("max_output_tokens") or body.get("max_tokens")
+    max_tokens = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else DEFAULT_MAX_TOKENS
+    return ParsedRequest(path=request.path, body=body, raw=raw, model=body["model"], stream=body.get("stream") is True,
+                         max_tokens=max_tokens, prompt_text=adapters.prompt_text(body), headers=request.headers)

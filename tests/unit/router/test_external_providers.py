@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from router.harness import RunningRouter
+from router.harness import RunningRouter, wait_until
 from router.providers.adapters import upstream_url
 from router.providers.api import CREDENTIAL_LABEL
-from router.providers.harness import REPLY_WORDS, ProviderServer
+from router.providers.harness import REPLY_WORDS, RESPONSES_INPUT_TOKENS, ProviderServer
 from router.providers.provider import compile_providers
 from router.request import RequestError
 from router.routing import ProviderDecision, RouteTable, compile_route, compile_server, match
@@ -331,3 +333,147 @@ async def test_route_output_token_limit_is_charged_with_the_provider_reply(
     second, body = await chat(router, CHAT)
     assert (first, second) == (200, 429) and "output" in body["error"]["message"]
     assert len(provider.received) == 1
+
+
+# ---- usage of the Responses API (and the other provider streams) ---------------------------
+
+RESPONSES = {"model": "gpt", "instructions": "be brief", "input": "hi"}
+RESPONSES_EVENTS = ["response.created", "response.in_progress", "response.output_item.added",
+                    *["response.output_text.delta"] * len(REPLY_WORDS), "response.output_text.done",
+                    "response.output_item.done", "response.completed"]
+
+
+async def metric(router: RunningRouter, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 when there are none)."""
+    async with router.session.get(router.url + "/metrics") as r:
+        text = await r.text()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
+
+
+async def tokens(router: RunningRouter) -> tuple[float, float]:
+    """(prompt, completion) tokens counted once a /v1/responses request has been recorded."""
+    await wait_until(lambda: metric(router, "caldera_router_requests_total", path="/v1/responses"), timeout=10)
+    return (await metric(router, "caldera_router_tokens_total", kind="prompt"),
+            await metric(router, "caldera_router_tokens_total", kind="completion"))
+
+
+async def responses_stream(router: RunningRouter, body: dict[str, Any]) -> tuple[list[str], list[bytes]]:
+    """(event names, data of each event) of a streamed /v1/responses reply."""
+    async with await router.post("/v1/responses", {**body, "stream": True}) as r:
+        assert r.status == 200, await r.text()
+        raw = await r.read()
+    events = [e for e in raw.split(b"\n\n") if e]
+    names = [e.split(b"\n")[0].removeprefix(b"event: ").decode() for e in events]
+    return names, [e.split(b"\ndata: ", 1)[1] for e in events]
+
+
+async def test_responses_request_reaches_the_provider_unchanged(start_router: Callable[..., Any],
+                                                                provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    status, reply = await chat(router, RESPONSES, path="/v1/responses")
+    assert (status, provider.received[0].path, provider.received[0].body) == (200, "/v1/responses", RESPONSES)
+    assert reply["output"][0]["content"][0]["text"] == "".join(REPLY_WORDS)
+
+
+async def test_responses_reply_tokens_are_counted(start_router: Callable[..., Any],
+                                                  provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    await chat(router, RESPONSES, path="/v1/responses")
+    assert await tokens(router) == (RESPONSES_INPUT_TOKENS, len(REPLY_WORDS))
+
+
+async def test_streamed_responses_events_reach_the_client_in_order(start_router: Callable[..., Any],
+                                                                   provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    names, data = await responses_stream(router, RESPONSES)
+    deltas = [json.loads(d)["delta"] for n, d in zip(names, data, strict=True) if n == "response.output_text.delta"]
+    assert (names, deltas) == (RESPONSES_EVENTS, list(REPLY_WORDS))
+
+
+async def test_streamed_responses_tokens_are_counted_from_the_completed_event(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    await responses_stream(router, RESPONSES)
+    assert await tokens(router) == (RESPONSES_INPUT_TOKENS, len(REPLY_WORDS))
+
+
+@pytest.mark.parametrize("final", [
+    b'{"type": "response.completed", "response": {"usage": {"input_tokens": 11, "output_',
+    b'{"type": "response.completed", "response": {"usage": {"input_tokens": "eleven", "output_tokens": [4]}}}',
+    b'{"type": "response.completed", "response": {"usage": "eleven"}}',
+    b'{"type": "response.completed", "response": ["usage"]}',
+], ids=["truncated-json", "non-numeric-counts", "usage-not-an-object", "response-not-an-object"])
+async def test_malformed_usage_event_reaches_the_client_whole_and_counts_no_tokens(
+        start_router: Callable[..., Any], provider: ProviderServer, final: bytes) -> None:
+    provider.responses_final = final
+    router = await start(start_router, provider, emp(provider.url))
+    names, data = await responses_stream(router, RESPONSES)
+    assert (names, data[-1]) == (RESPONSES_EVENTS, final)
+    assert await tokens(router) == (0, 0)
+
+
+async def test_route_input_token_limit_refuses_a_responses_request_before_it_is_sent(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    limited = route()
+    limited["spec"]["rateLimit"] = {"inputTokensPerUnit": 12, "unit": "minute"}
+    router = await start_router(modelRoutes=[limited], externalModelProviders=[emp(provider.url)],
+                                secrets=[secret()], kvEvents=False, providers={"caFile": str(provider.cert)})
+    body = {"model": "gpt", "input": "x" * 40}  # an estimated 10 tokens
+    first, _ = await chat(router, body, path="/v1/responses")
+    second, reply = await chat(router, body, path="/v1/responses")
+    assert (first, second, reply["error"]["type"], len(provider.received)) == (200, 429, "rate_limit_error", 1)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_route_output_token_limit_is_charged_with_a_responses_reply(
+        start_router: Callable[..., Any], provider: ProviderServer, stream: bool) -> None:
+    limited = route()
+    limited["spec"]["rateLimit"] = {"outputTokensPerUnit": 1, "unit": "hour"}
+    router = await start_router(modelRoutes=[limited], externalModelProviders=[emp(provider.url)],
+                                secrets=[secret()], kvEvents=False, providers={"caFile": str(provider.cert)})
+    async with await router.post("/v1/responses", {**RESPONSES, "stream": stream}) as r:
+        first = r.status
+        await r.read()
+    await tokens(router)  # the reply is accounted for
+    second, body = await chat(router, RESPONSES, path="/v1/responses")
+    assert (first, second) == (200, 429) and "output" in body["error"]["message"]
+    assert len(provider.received) == 1
+
+
+async def test_access_log_records_the_tokens_of_a_streamed_responses_reply(
+        start_router: Callable[..., Any], provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    log = router.router.access_log
+    assert log is not None
+    log.stream = io.BytesIO()
+    await responses_stream(router, RESPONSES)
+
+    def entries() -> list[dict[str, Any]]:
+        log.flush()
+        assert isinstance(log.stream, io.BytesIO)
+        return [json.loads(line) for line in log.stream.getvalue().splitlines()]
+
+    (entry,) = await wait_until(entries, timeout=10)
+    assert (entry["path"], entry["stream"], entry["prompt_tokens"], entry["completion_tokens"]) == (
+        "/v1/responses", True, RESPONSES_INPUT_TOKENS, len(REPLY_WORDS))
+
+
+async def test_streamed_anthropic_messages_tokens_are_counted(start_router: Callable[..., Any],
+                                                              provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url, providerType="Anthropic"))
+    body = {"model": "gpt", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    async with await router.post("/v1/messages", {**body, "stream": True}) as r:
+        await r.read()
+    await wait_until(lambda: metric(router, "caldera_router_requests_total", path="/v1/messages"), timeout=10)
+    assert (await metric(router, "caldera_router_tokens_total", kind="prompt"),
+            await metric(router, "caldera_router_tokens_total", kind="completion")) == (9, len(REPLY_WORDS))
+
+
+async def test_chat_stream_whose_client_asked_for_usage_is_counted(start_router: Callable[..., Any],
+                                                                   provider: ProviderServer) -> None:
+    router = await start(start_router, provider, emp(provider.url))
+    await stream_events(router, {**CHAT, "stream_options": {"include_usage": True}})
+    await wait_until(lambda: metric(router, "caldera_router_requests_total", path="/v1/chat/completions"),
+                     timeout=10)
+    assert await metric(router, "caldera_router_tokens_total", kind="completion") == len(REPLY_WORDS)
