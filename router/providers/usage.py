@@ -34,6 +34,11 @@ class EventSplitter:
         self._scanned = 0  # bytes of _buf already searched for an event end
         self._cr = False
 
+    @property
+    def idle(self) -> bool:
+        """No partial event is waiting."""
+        return not self._buf and not self._cr
+
     def feed(self, chunk: bytes) -> list[bytes]:
         if self._cr:
             chunk, self._cr = b"\r" + chunk, False
@@ -102,6 +107,8 @@ class StreamUsage:
         self._anthropic: dict[str, Any] = {}
 
     def feed(self, chunk: bytes) -> None:
+        if self.events.idle and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
+            return  # whole events, none with usage: the common case costs one scan
         for event in self.events.feed(chunk):
             self.event(event)
 

@@ -39,6 +39,13 @@ def test_responses_stream_fed_a_byte_at_a_time_gives_the_same_usage() -> None:
     assert read(RESPONSES_STREAM, "responses", 1) == (11, 4)
 
 
+def test_responses_stream_fed_an_event_at_a_time_gives_the_same_usage() -> None:
+    counted = StreamUsage("responses")
+    for event in RESPONSES_STREAM.split(b"\n\n")[:-1]:
+        counted.feed(event + b"\n\n")
+    assert (counted.prompt, counted.completion) == (11, 4)
+
+
 def test_crlf_line_ends_split_across_chunks_still_end_events() -> None:
     stream = sse({"type": "response.completed", "response": {"usage": USAGE}}, newline="\r\n")
     assert read(stream, "responses", 3) == (11, 4)
