@@ -24,11 +24,13 @@ from router.gateway.defaults import ensure_defaults
 from router.gateway.mode import GatewayMode
 from router.gateway.objects import GATEWAY_GROUP, GATEWAY_VERSION, INFERENCE_GROUP, INFERENCE_VERSION
 from router.gateway.status import StatusWriter
+from router.gateway.tls import TLS_SECRET_TYPE
 from router.state import RouterState
 
 log = logging.getLogger(__name__)
 
 CRD_PROBE_INTERVAL_S = 15.0
+TLS_FIELD_SELECTOR = f"type={TLS_SECRET_TYPE}"
 
 # kind (plural) -> (group, version, CRD name)
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -53,6 +55,10 @@ class GatewayDiscovery(Discovery):
             self.kinds += ["httproutes", "inferencepools"]
         self.caches: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.kinds}
         self.required_kinds |= set(self.kinds)
+        # HTTPS listeners' certificates: Secrets of type kubernetes.io/tls only (a field selector).
+        self.tls_secrets: dict[str, dict[str, Any]] | None = {} if mode.settings.tls_secrets else None
+        if self.tls_secrets is not None:
+            self.required_kinds.add("tlssecrets")
         self.status_writer: StatusWriter | None = None
         self._pending_ready: set[asyncio.Task[None]] = set()
 
@@ -68,6 +74,18 @@ class GatewayDiscovery(Discovery):
             self.status_writer.start()
         custom = client.CustomObjectsApi(api)
         ns = self.namespace
+        if self.tls_secrets is not None:
+            core = client.CoreV1Api(api)
+
+            def secret_lister(**kw: Any) -> Any:
+                if ns:
+                    return core.list_namespaced_secret(ns, field_selector=TLS_FIELD_SELECTOR, **kw)
+                return core.list_secret_for_all_namespaces(field_selector=TLS_FIELD_SELECTOR, **kw)
+
+            t = threading.Thread(target=self._watch, args=("tlssecrets", secret_lister, self.tls_secrets),
+                                 name="watch-tlssecrets", daemon=True)
+            t.start()
+            self._threads.append(t)
         for kind in self.kinds:
             group, version, crd = self.crds[kind]
 
@@ -130,7 +148,8 @@ class GatewayDiscovery(Discovery):
     def extra_state(self) -> dict[str, Any]:
         c = self.caches
         pools = self.mode.update(list(self.routes.values()), list(c["gateways"].values()),
-                                 list(c.get("httproutes", {}).values()), list(c.get("inferencepools", {}).values()))
+                                 list(c.get("httproutes", {}).values()), list(c.get("inferencepools", {}).values()),
+                                 None if self.tls_secrets is None else list(self.tls_secrets.values()))
         if self.status_writer is not None:
             self.status_writer.submit()
         return {"pools": pools}

@@ -1,10 +1,14 @@
-"""One HTTP server per Gateway listener port.
+"""One HTTP or HTTPS server per Gateway listener port.
 
 All ports serve the router's one aiohttp application (one `AppRunner`, one `TCPSite` per
 port), so every listener shares the router's state, endpoints and scheduler; the handler
 tells listeners apart by the local port the request arrived on. The main port is never
 opened or closed here. A port that cannot be bound is remembered with its error (reported
 in the Gateway's status and the debug dump) and retried on the next reconcile.
+
+An HTTPS port serves with an `ssl.SSLContext` built from its listeners' certificates. When a
+certificate changes (its Secret was updated), the port's site is replaced: the new listening
+socket serves the new certificate, connections already open finish on the old one.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import ssl
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
+
+from router.gateway.tls import PortTLS, port_context
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +32,9 @@ class ListenerManager:
         self.main_port = main_port
         self.runner: web.AppRunner | None = None
         self.sites: dict[int, web.TCPSite] = {}
+        self.tls: dict[int, PortTLS | None] = {}  # what each open site serves with
         self.errors: dict[int, str] = {}
-        self._desired: set[int] = set()
+        self._desired: dict[int, PortTLS | None] = {}
         self._lock = asyncio.Lock()
 
     async def bind(self, runner: web.AppRunner) -> None:
@@ -34,34 +42,57 @@ class ListenerManager:
         self.runner = runner
         await self.reconcile(self._desired)
 
-    async def reconcile(self, ports: Iterable[int]) -> None:
-        """Open a server on every desired port not yet open; close those no longer desired."""
-        self._desired = {p for p in ports if p != self.main_port}
+    async def reconcile(self, ports: Mapping[int, PortTLS | None] | Iterable[int]) -> None:
+        """Open a server on every desired port not yet open (HTTPS where certificates are given);
+        close those no longer desired; reopen those whose certificates changed."""
+        wanted = dict(ports) if isinstance(ports, Mapping) else dict.fromkeys(ports)
+        self._desired = {p: tls for p, tls in wanted.items() if p != self.main_port}
         if self.runner is None:
             return
         async with self._lock:
-            for port in sorted(set(self.sites) - self._desired):
-                site = self.sites.pop(port)
-                await site.stop()
-                log.info("gateway listener closed", extra={"port": port})
+            for port in sorted(self.sites):
+                if port not in self._desired or self.tls.get(port) != self._desired[port]:
+                    site = self.sites.pop(port)
+                    self.tls.pop(port, None)
+                    await site.stop()
+                    if port in self._desired:
+                        log.info("gateway listener certificate changed: reopening", extra={"port": port})
+                    else:
+                        log.info("gateway listener closed", extra={"port": port})
             for port in list(self.errors):
                 if port not in self._desired:
                     del self.errors[port]
-            for port in sorted(self._desired - set(self.sites)):
-                site = web.TCPSite(self.runner, self.host, port, backlog=4096, reuse_address=True)
-                try:
-                    await site.start()
-                except OSError as exc:
-                    with contextlib.suppress(RuntimeError):
-                        await site.stop()  # start() registered it with the runner before binding
-                    if self.errors.get(port) != str(exc):
-                        log.error("gateway listener cannot bind", extra={"host": self.host, "port": port,
-                                                                          "reason": str(exc)})
-                    self.errors[port] = str(exc)
-                    continue
-                self.errors.pop(port, None)
-                self.sites[port] = site
-                log.info("gateway listener open", extra={"host": self.host, "port": port})
+            for port in sorted(set(self._desired) - set(self.sites)):
+                await self._open(port, self._desired[port])
+
+    async def _open(self, port: int, tls: PortTLS | None) -> None:
+        assert self.runner is not None
+        context: ssl.SSLContext | None = None
+        if tls is not None:
+            try:
+                context = port_context(tls)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                self._failed(port, f"cannot load the certificate of {', '.join(c.source for _, c in tls)}: {exc}")
+                return
+        site = web.TCPSite(self.runner, self.host, port, backlog=4096, reuse_address=True, ssl_context=context)
+        try:
+            await site.start()
+        except OSError as exc:
+            with contextlib.suppress(RuntimeError):
+                await site.stop()  # start() registered it with the runner before binding
+            self._failed(port, str(exc))
+            return
+        self.errors.pop(port, None)
+        self.sites[port] = site
+        self.tls[port] = tls
+        scheme = "https" if tls is not None else "http"
+        log.info("gateway listener open", extra={"host": self.host, "port": port, "scheme": scheme,
+                                                  "certificates": [c.source for _, c in tls or ()]})
+
+    def _failed(self, port: int, error: str) -> None:
+        if self.errors.get(port) != error:
+            log.error("gateway listener cannot serve", extra={"host": self.host, "port": port, "reason": error})
+        self.errors[port] = error
 
     def open_ports(self) -> set[int]:
         return set(self.sites)
@@ -71,3 +102,4 @@ class ListenerManager:
             for site in self.sites.values():
                 await site.stop()
             self.sites.clear()
+            self.tls.clear()

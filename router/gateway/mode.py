@@ -50,13 +50,17 @@ class GatewayMode:
     # ---- configuration ---------------------------------------------------------------------
 
     def update(self, model_routes: Iterable[Mapping[str, Any]], gateways: Iterable[Mapping[str, Any]],
-               http_routes: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]]) -> list[PoolServer]:
-        """Compile the Gateway objects; return the InferencePools for `RouterState.update`."""
+               http_routes: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]],
+               secrets: Iterable[Mapping[str, Any]] | None = ()) -> list[PoolServer]:
+        """Compile the Gateway objects; return the InferencePools for `RouterState.update`.
+        `secrets`: the TLS Secrets HTTPS listeners reference (None: Secrets are not read)."""
         routes, gws, hrs, ips = list(model_routes), list(gateways), list(http_routes), list(pools)
         s = self.settings
         table = GatewayTable.build(gws, hrs, ips, routes, class_names=s.class_names,
                                    inference_extension=s.enable_inference_extension,
-                                   enforce_allowed_routes=s.enforce_allowed_routes)
+                                   enforce_allowed_routes=s.enforce_allowed_routes,
+                                   secrets=None if secrets is None else list(secrets),
+                                   main_port=self.router.config.port)
         attached: list[Route] = []
         for obj in routes:
             if not (obj.get("spec") or {}).get("parentRefs"):
@@ -68,6 +72,13 @@ class GatewayMode:
                 table.errors.append(str(exc))
         for error in table.errors:
             log.warning("ignoring invalid Gateway API object", extra={"reason": error})
+        for lid, problem in table.problems.items():
+            if self.table.problems.get(lid) != problem:  # logged when it appears or changes, not per rebuild
+                log.error(f"Gateway listener {lid} is not served: {problem.message}",
+                          extra={"listener": lid, "reason": problem.reason})
+        for lid in self.table.problems.keys() - table.problems.keys():
+            if any(x.id == lid for ls in table.by_port.values() for x in ls):
+                log.info(f"Gateway listener {lid} is served again", extra={"listener": lid})
         self.raw = {"gateways": gws, "httproutes": hrs, "inferencepools": ips}
         self.table = table
         self.matcher = GatewayRouter(table, attached, self.router.config.port)
@@ -77,7 +88,7 @@ class GatewayMode:
     def load_static(self) -> None:
         """Static mode: the Gateway objects come from the config file."""
         cfg, s = self.router.config, self.settings
-        pools = self.update(cfg.model_routes, s.gateways, s.http_routes, s.inference_pools)
+        pools = self.update(cfg.model_routes, s.gateways, s.http_routes, s.inference_pools, s.secrets)
         self.router.load_static(pools=pools)
 
     def _reconcile_listeners(self) -> None:
@@ -90,12 +101,12 @@ class GatewayMode:
         task.add_done_callback(self._tasks.discard)
 
     async def _reconcile(self) -> None:
-        await self.listeners.reconcile(self.table.ports())
+        await self.listeners.reconcile(self.table.port_tls())
         if self.on_listeners_changed is not None:
             self.on_listeners_changed()
 
     async def bind(self, runner: web.AppRunner) -> None:
-        await self.listeners.reconcile(self.table.ports())
+        await self.listeners.reconcile(self.table.port_tls())
         await self.listeners.bind(runner)
         if self.on_listeners_changed is not None:
             self.on_listeners_changed()

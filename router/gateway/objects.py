@@ -19,7 +19,7 @@ GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"
 INFERENCE_GROUP = "inference.networking.k8s.io"
 INFERENCE_VERSION = "v1"
-SUPPORTED_PROTOCOLS = ("HTTP",)
+SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
 
 
 def _meta(obj: Mapping[str, Any], kind: str) -> tuple[str, str, str]:
@@ -34,6 +34,16 @@ def _meta(obj: Mapping[str, Any], kind: str) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True)
+class CertRef:
+    """One entry of a listener's `tls.certificateRefs` (a SecretObjectReference)."""
+
+    namespace: str
+    name: str
+    group: str = ""
+    kind: str = "Secret"
+
+
+@dataclass(frozen=True)
 class Listener:
     gateway: str  # namespace/name of its Gateway
     name: str
@@ -41,6 +51,11 @@ class Listener:
     protocol: str
     hostname: str | None = None  # None: every host
     allowed_from: str = "Same"  # allowedRoutes.namespaces.from: Same (the API default), All, Selector
+    certificate_refs: tuple[CertRef, ...] = ()  # HTTPS: tls.certificateRefs (mode Terminate)
+
+    @property
+    def id(self) -> str:
+        return f"{self.gateway}/{self.name}"
 
     def allows(self, route_namespace: str) -> bool:
         """allowedRoutes for a route in `route_namespace` (Selector needs namespace labels: refused)."""
@@ -84,12 +99,26 @@ def compile_gateway(obj: Mapping[str, Any]) -> Gateway:
             raise RouteConfigError(f"{where}: spec.listeners[{i}].port: expected 1..65535, got {port!r}")
         protocol = item.get("protocol") or "HTTP"
         if protocol not in SUPPORTED_PROTOCOLS:
-            unsupported.append(f"{lname}: protocol {protocol} is not supported (only HTTP)")
+            # TLS (TLSRoute, Passthrough), TCP, UDP: the router terminates HTTP only.
+            unsupported.append(f"{lname}: protocol {protocol} is not supported (only HTTP and HTTPS)")
             continue
+        tls = item.get("tls") or {}
+        refs: list[CertRef] = []
+        if protocol == "HTTPS":
+            mode = tls.get("mode") or "Terminate"
+            if mode != "Terminate":
+                unsupported.append(f"{lname}: tls.mode {mode} is not supported for HTTPS (only Terminate)")
+                continue
+            for j, ref in enumerate(tls.get("certificateRefs") or ()):
+                if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str) or not ref["name"]:
+                    raise RouteConfigError(f"{where}: spec.listeners[{i}].tls.certificateRefs[{j}].name is required")
+                refs.append(CertRef(namespace=ref.get("namespace") or namespace, name=ref["name"],
+                                    group=ref.get("group") or "", kind=ref.get("kind") or "Secret"))
         hostname = item.get("hostname") or None
         allowed = ((item.get("allowedRoutes") or {}).get("namespaces") or {}).get("from") or "Same"
         listeners.append(Listener(gateway=f"{namespace}/{name}", name=lname, port=port, protocol=protocol,
-                                  hostname=hostname.lower() if hostname else None, allowed_from=allowed))
+                                  hostname=hostname.lower() if hostname else None, allowed_from=allowed,
+                                  certificate_refs=tuple(refs)))
     return Gateway(namespace=namespace, name=name, class_name=class_name, listeners=tuple(listeners),
                    unsupported=tuple(unsupported))
 

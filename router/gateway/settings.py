@@ -36,8 +36,13 @@ class GatewaySettings(BaseModel):
     default_gateway: DefaultGateway = Field(default_factory=DefaultGateway, alias="defaultGateway")
     # Write Accepted/Programmed (Gateway) and Accepted/ResolvedRefs (HTTPRoute) status in cluster mode.
     write_status: bool = Field(True, alias="writeStatus")
+    # Cluster mode: watch Secrets of type kubernetes.io/tls so that HTTPS listeners terminate TLS
+    # with their certificateRefs (RBAC list/watch on secrets; chart: router.gatewayAPI.tls). Off:
+    # HTTPS listeners report ResolvedRefs=False and are not served.
+    tls_secrets: bool = Field(False, alias="tlsSecrets")
     # Static mode (no cluster): the objects themselves, as they would be applied.
     gateways: list[dict[str, Any]] = Field(default_factory=list)
+    secrets: list[dict[str, Any]] = Field(default_factory=list)  # kubernetes.io/tls Secrets of HTTPS listeners
     http_routes: list[dict[str, Any]] = Field(default_factory=list, alias="httpRoutes")
     inference_pools: list[dict[str, Any]] = Field(default_factory=list, alias="inferencePools")
 

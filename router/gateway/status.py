@@ -77,6 +77,18 @@ def desired_gateway(obj: Mapping[str, Any], table: GatewayTable, listener_errors
             conds = [_cond("Accepted", False, "UnsupportedProtocol", reason, gen),
                      _cond("Programmed", False, "Invalid", reason, gen),
                      _cond("ResolvedRefs", True, "ResolvedRefs", "No references", gen)]
+        elif (problem := table.problems.get(listener.id)) is not None:
+            problems.append(f"listener {name}: {problem.message}")
+            conflicted = problem.condition == "Conflicted"
+            refs_ok = problem.condition != "ResolvedRefs"
+            accepted_ok = problem.condition == "ResolvedRefs"  # a bad certificateRef: valid listener, not served
+            conds = [_cond("Accepted", accepted_ok, "Accepted" if accepted_ok else problem.reason,
+                           "Listener accepted" if accepted_ok else problem.message, gen),
+                     _cond("Programmed", False, "Invalid", problem.message, gen),
+                     _cond("ResolvedRefs", refs_ok, "ResolvedRefs" if refs_ok else problem.reason,
+                           "All references resolved" if refs_ok else problem.message, gen)]
+            if conflicted:
+                conds.append(_cond("Conflicted", True, problem.reason, problem.message, gen))
         else:
             error = listener_errors.get(listener.port)
             bound = error is None and listener.port in open_ports

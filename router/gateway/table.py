@@ -26,6 +26,7 @@ from router.gateway.objects import (
     compile_pool,
     wildcard_match,
 )
+from router.gateway.tls import Certificate, CertificateRefError, PortTLS, resolve
 from router.routing import RouteConfigError
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,15 @@ def _listener_id(listener: Listener) -> tuple[str, str]:
     return (listener.gateway, listener.name)
 
 
+@dataclass(frozen=True)
+class ListenerProblem:
+    """Why a listener of one of our Gateways is not served: the status condition that says so."""
+
+    condition: str  # ResolvedRefs, Conflicted or Accepted (each then False, Conflicted True)
+    reason: str  # InvalidCertificateRef, RefNotPermitted, ProtocolConflict, PortUnavailable
+    message: str
+
+
 @dataclass
 class GatewayTable:
     class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
@@ -75,13 +85,19 @@ class GatewayTable:
     attached_routes: dict[str, list[str]] = field(default_factory=dict)  # HTTPRoute key -> listener ids
     denied_routes: dict[str, list[str]] = field(default_factory=dict)  # refused by allowedRoutes
     modelroute_parents: dict[str, tuple[ParentRef, ...]] = field(default_factory=dict)
+    # Listeners not served (by Listener.id) and the TLS of each HTTPS port (router.gateway.tls).
+    problems: dict[str, ListenerProblem] = field(default_factory=dict)
+    tls_ports: dict[int, PortTLS] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, gateways: Iterable[Mapping[str, Any]], http_routes: Iterable[Mapping[str, Any]] = (),
               pools: Iterable[Mapping[str, Any]] = (), model_routes: Iterable[Mapping[str, Any]] = (),
               class_names: Iterable[str] = DEFAULT_CLASS_NAMES, inference_extension: bool = False,
-              enforce_allowed_routes: bool = False) -> GatewayTable:
+              enforce_allowed_routes: bool = False, secrets: Iterable[Mapping[str, Any]] | None = (),
+              main_port: int | None = None) -> GatewayTable:
+        """`secrets`: the TLS Secrets HTTPS listeners may reference (None: the router does not read
+        Secrets); `main_port`: the router's own plain-HTTP port (no HTTPS listener there)."""
         t = cls(class_names=tuple(class_names), inference_extension=inference_extension,
                 enforce_allowed_routes=enforce_allowed_routes)
         for obj in gateways:
@@ -95,11 +111,7 @@ class GatewayTable:
                 continue
             t.gateways[gw.key] = gw
             t.errors.extend(f"Gateway {gw.key}: listener {reason}" for reason in gw.unsupported)
-        ports: dict[int, list[Listener]] = {}
-        for gw in sorted(t.gateways.values(), key=lambda g: g.key):
-            for listener in gw.listeners:
-                ports.setdefault(listener.port, []).append(listener)
-        t.by_port = {p: tuple(ls) for p, ls in ports.items()}
+        t._place_listeners(secrets, main_port)
         for obj in model_routes:
             meta = obj.get("metadata") or {}
             ns = meta.get("namespace") or "default"
@@ -121,6 +133,47 @@ class GatewayTable:
                 t.pools[f"{pool.namespace}/{pool.name}"] = pool
             t._attach(http_routes)
         return t
+
+    def _place_listeners(self, secrets: Iterable[Mapping[str, Any]] | None, main_port: int | None) -> None:
+        """Listeners by port. One protocol per port (the first Gateway's, by namespace/name, wins;
+        the others are Conflicted); an HTTPS listener needs a usable certificate and a port other
+        than the router's main one. A listener with a problem is not served."""
+        by_key = None if secrets is None else {
+            f"{(s.get('metadata') or {}).get('namespace') or 'default'}/{(s.get('metadata') or {}).get('name')}": s
+            for s in secrets}
+        ports: dict[int, list[Listener]] = {}
+        protocols: dict[int, tuple[str, str]] = {}  # port -> (protocol, the listener that set it)
+        tls: dict[int, list[tuple[str | None, Certificate]]] = {}
+        for gw in sorted(self.gateways.values(), key=lambda g: g.key):
+            for listener in gw.listeners:
+                first = protocols.setdefault(listener.port, (listener.protocol, listener.id))
+                if first[0] != listener.protocol:
+                    self._problem(listener, ListenerProblem(
+                        "Conflicted", "ProtocolConflict",
+                        f"port {listener.port} already serves {first[0]} (listener {first[1]})"))
+                    continue
+                if listener.protocol == "HTTPS":
+                    if listener.port == main_port:
+                        self._problem(listener, ListenerProblem(
+                            "Accepted", "PortUnavailable",
+                            f"port {listener.port} is the router's main port, which serves plain HTTP"))
+                        continue
+                    try:
+                        cert = resolve(gw.namespace, listener.certificate_refs, by_key)
+                    except CertificateRefError as exc:
+                        self._problem(listener, ListenerProblem("ResolvedRefs", exc.reason, exc.message))
+                        continue
+                    tls.setdefault(listener.port, []).append((listener.hostname, cert))
+                ports.setdefault(listener.port, []).append(listener)
+        self.by_port = {p: tuple(ls) for p, ls in ports.items()}
+        self.tls_ports = {p: tuple(entries) for p, entries in tls.items()}
+
+    def _problem(self, listener: Listener, problem: ListenerProblem) -> None:
+        self.problems[listener.id] = problem
+
+    def port_tls(self) -> dict[int, PortTLS | None]:
+        """What each served port needs: None for plain HTTP, else its HTTPS listeners' certificates."""
+        return {p: self.tls_ports.get(p) for p in self.by_port}
 
     def _attach(self, http_routes: Iterable[Mapping[str, Any]]) -> None:
         per_listener: dict[tuple[str, str], list[Entry]] = {}

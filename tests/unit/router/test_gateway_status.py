@@ -59,7 +59,7 @@ def test_listener_that_cannot_bind_makes_the_gateway_not_programmed() -> None:
 
 
 def test_unsupported_listener_protocol_is_reported_on_the_listener() -> None:
-    gw = gateway(protocol="HTTPS")
+    gw = gateway(protocol="TCP")
     status = desired_gateway(gw, table([gw], [], []), {}, set())
     assert status is not None
     assert conds(status["listeners"][0]["conditions"])["Accepted"] == ("False", "UnsupportedProtocol")
