@@ -594,7 +594,13 @@ class Router:
         try:
             resp = await self._proxy(request, req, ctx, decode,
                                      req.with_model(rd.upstream_model, extra=plan.decode_extra), outcome, t0, relay)
-        except UpstreamError:
+        except UpstreamError as exc:
+            if exc.reason.startswith("connect") and not task.done():
+                # The decode pod never got the request: no decode will join this room, so the
+                # prefill is not waited for (it could hold until its KV transfer times out).
+                task.cancel()
+                task.add_done_callback(_retrieve)
+                raise
             # A decode whose prefill failed fails too (its KV never arrives): blame the prefill then.
             if (failed := await _prefill_failure(task)) is not None:
                 raise failed from None

@@ -183,6 +183,21 @@ async def test_decode_pod_down_before_the_first_byte_is_served_by_another_decode
     assert counter(r, "retries", SERVER, "connect") == 1
 
 
+async def test_sglang_decode_pod_down_is_retried_on_another_decode_pod_with_a_new_room(engines, guarded_router):
+    p = await engines.start("p0", "--mode", "sglang", "--disaggregation-mode", "prefill", bootstrap=True,
+                            labels=labels("prefill"))
+    sglang_decode = ("--mode", "sglang", "--disaggregation-mode", "decode")
+    dead = await engines.start("d0-dead", *sglang_decode, labels=labels("decode"))
+    alive = await engines.start("d1-alive", *sglang_decode, labels=labels("decode"))
+    killed(dead)
+    r = await guarded_router(**ROUND_ROBIN, modelServers=[pd_server(None, engine="SGLang")], modelRoutes=[PD_ROUTE],
+                             endpoints=[p.endpoint(), dead.endpoint(), alive.endpoint()])
+    status, body, headers = await r.complete({"model": "m", "prompt": PROMPT, "max_tokens": 4})
+    assert status == 200 and headers["x-caldera-pod"] == "default/d1-alive"
+    assert body["usage"]["completion_tokens"] == 4
+    assert await metric(alive.url, "enginesim:remote_prefill_requests_total") == 1
+
+
 async def test_decode_pod_answering_5xx_is_retried_on_a_decode_pod_of_another_group(engines, guarded_router):
     p0 = await engines.start("p0", *NIXL, labels=labels("prefill", "g0"))
     p1 = await engines.start("p1", *NIXL, labels=labels("prefill", "g1"))
