@@ -95,6 +95,8 @@ class Router:
         # Gateway mode (router.gateway) routes by listener, ModelRoute parentRefs and HTTPRoutes.
         self.route_hook: Callable[[web.Request, ParsedRequest], RouteDecision | ProviderDecision] | None = None
         self.models_hook: Callable[[web.Request], list[str]] | None = None  # model names served where it arrived
+        # Gateway mode: HTTPRoute filters edit the request sent upstream (headers in place; returns the path).
+        self.upstream_hook: Callable[[web.Request, dict[str, str]], str] | None = None
         self.session: aiohttp.ClientSession | None = None
         self.pool = UpstreamPool()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -392,8 +394,9 @@ class Router:
         rid = request.headers.get("x-request-id")
         if rid:
             headers["x-request-id"] = rid
+        path = request.path if self.upstream_hook is None else self.upstream_hook(request, headers)
         try:
-            resp = await self.pool.request(ep.address, "POST", request.path, body, headers,
+            resp = await self.pool.request(ep.address, "POST", path, body, headers,
                                            head_timeout_s=timeout_s or self.config.upstream_timeout_s)
         except (UpstreamConnectionError, TimeoutError, OSError) as exc:
             reason = "timeout" if isinstance(exc, TimeoutError) else "connect"
@@ -547,7 +550,7 @@ class Router:
                     except UpstreamError as exc:  # the decode pod's own failure (its prefill was served)
                         pd_failover.mark_unreachable(decode, exc.reason)
                         raise
-                    return resp  # type: ignore[no-any-return]
+                    return resp
                 elif done_prefill and done_prefill[0][1] is sent and pd.prefill_reusable(
                         connector, done_prefill[0][0], decode.pd_group):
                     extra = done_prefill[0][2]

@@ -20,13 +20,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from router.endpoints import Endpoint
 from router.resilience.metrics import ResilienceMetrics
 from router.resilience.retry import RetryPolicy, backoff_s, retryable
 
 log = logging.getLogger("caldera.router.pd")
+
+T = TypeVar("T")
 
 
 class PrefillFailed(Exception):
@@ -75,9 +77,9 @@ def mark_unreachable(ep: Endpoint, reason: str) -> None:
         log.warning("pod marked unhealthy until its next successful scrape", extra={"pod": ep.name, "reason": reason})
 
 
-async def run_prefill(ordered: Sequence[Endpoint], exchange: Callable[[Endpoint], Awaitable[Any]],
+async def run_prefill(ordered: Sequence[Endpoint], exchange: Callable[[Endpoint], Awaitable[T]],
                       tracker: PrefillTracker, metrics: ResilienceMetrics, server: str,
-                      group: str | None) -> tuple[Endpoint, Any]:
+                      group: str | None) -> tuple[Endpoint, T]:
     """`exchange(pod)` on prefill pods in order until one succeeds: (pod, its result).
 
     Raises PrefillUnavailable when every candidate failed or the attempt budget is spent;

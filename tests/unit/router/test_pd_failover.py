@@ -14,6 +14,8 @@ import aiohttp
 import pytest
 
 from router.harness import route, server, wait_until
+from router.pd import decode_serves_alone, prefill_reusable
+from router.routing import compile_server
 
 pytestmark = pytest.mark.slow
 
@@ -141,6 +143,18 @@ async def test_without_fallback_every_prefill_pod_down_is_a_503_naming_the_faile
     assert await metric(decode.url, "vllm:prompt_tokens_total") == 0
 
 
+async def test_failed_prefills_are_bounded_by_the_retry_attempts(engines, guarded_router):
+    pods = [await engines.start(f"p{i}", *NIXL, labels=labels("prefill")) for i in range(3)]
+    decode = await engines.start("d0", *NIXL, labels=labels("decode"))
+    killed(*pods)
+    r = await guarded_router(**ROUND_ROBIN, resilience={"retries": 1, "pdFallbackToDecode": False},
+                             modelServers=[pd_server("nixl")], modelRoutes=[PD_ROUTE],
+                             endpoints=[*(p.endpoint() for p in pods), decode.endpoint()])
+    status, body, _ = await r.complete({"model": "m", "prompt": PROMPT, "max_tokens": 4})
+    assert status == 503 and "attempt limit 2 reached" in body["error"]["message"]
+    assert body["error"]["message"].count(": connect failed") == 2
+
+
 async def test_sglang_request_with_every_prefill_pod_down_gets_a_503(engines, guarded_router):
     p = await engines.start("p0", "--mode", "sglang", "--disaggregation-mode", "prefill", bootstrap=True,
                             labels=labels("prefill"))
@@ -253,3 +267,14 @@ async def test_decode_crash_mid_stream_with_no_other_decode_pod_ends_the_stream_
         assert health.status == 200
     status, body, _ = await r.complete({"model": "m", "prompt": "after the crash", "max_tokens": 2})
     assert status == 200 and body["usage"]["completion_tokens"] == 2
+
+
+def test_only_a_vllm_decode_pod_serves_a_request_without_its_prefill():
+    assert decode_serves_alone(compile_server(pd_server("nixl")))
+    assert not decode_serves_alone(compile_server(pd_server(None, engine="SGLang")))
+
+
+def test_only_an_http_connector_prefill_in_the_same_group_is_reused_for_another_decode_pod():
+    assert prefill_reusable("http", "g0", "g0")
+    assert not prefill_reusable("http", "g0", "g1")
+    assert not prefill_reusable("nixl", "g0", "g0") and not prefill_reusable("sglang", "g0", "g0")
