@@ -232,10 +232,14 @@ class UpstreamPool:
     async def request(self, address: str, method: str, path: str, body: bytes,
                       headers: dict[str, str] | None = None, head_timeout_s: float | None = None
                       ) -> UpstreamResponse:
-        """Send one request; returns once the response head has arrived."""
-        head = [f"{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {len(body)}\r\n"]
-        for k, v in (headers or {}).items():
-            head.append(f"{k}: {v}\r\n")
+        """Send one request; returns once the response head has arrived. A `host` header replaces
+        the default Host (the address)."""
+        headers = headers or {}
+        head = [f"{method} {path} HTTP/1.1\r\nHost: {headers.get('host') or address}\r\n"
+                f"Content-Length: {len(body)}\r\n"]
+        for k, v in headers.items():
+            if k != "host":
+                head.append(f"{k}: {v}\r\n")
         head.append("\r\n")
         head_bytes = "".join(head).encode("latin-1")
         # Small bodies go out in one write; a large prompt is not copied to prepend the head.

@@ -20,7 +20,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from router.gateway.objects import HTTPRoute, HTTPRouteRule, Listener, normalize_host
+from router.gateway.filters import HeaderEdit, UpstreamEdit, redirect_location, upstream_edit
+from router.gateway.objects import HTTPRoute, HTTPRouteRule, Listener, RouteMatch, normalize_host
 from router.gateway.table import GatewayTable
 from router.request import RequestError
 from router.routing import ProviderDecision, Route, RouteDecision, RouteTable, match, pick_target, split_point
@@ -35,6 +36,17 @@ class GatewayDecision(RouteDecision):
     gateway: str | None = None  # namespace/name of the Gateway whose listener took the request
     listener: str | None = None
     subset: frozenset[str] | None = None  # EPP: only these endpoint addresses
+    upstream: UpstreamEdit | None = None  # HTTPRoute RequestHeaderModifier / URLRewrite
+    response_headers: HeaderEdit | None = None  # HTTPRoute ResponseHeaderModifier
+
+
+class RedirectRequest(Exception):
+    """A matched HTTPRoute rule's RequestRedirect: answer `status` with `location`."""
+
+    def __init__(self, status: int, location: str) -> None:
+        super().__init__(f"{status} {location}")
+        self.status = status
+        self.location = location
 
 
 @dataclass(frozen=True)
@@ -47,12 +59,14 @@ class RequestFacts:
     method: str
     headers: Mapping[str, str]  # case-insensitive or lower-case names
     query: Mapping[str, str]
+    scheme: str = "http"
+    query_string: str = ""  # as received, kept by redirects
 
     @classmethod
     def of(cls, port: int | None, host: str | None, path: str, method: str, headers: Mapping[str, str],
-           query: Mapping[str, str]) -> RequestFacts:
+           query: Mapping[str, str], scheme: str = "http", query_string: str = "") -> RequestFacts:
         return cls(port=port, host=normalize_host(host), path=path, method=method.upper(), headers=headers,
-                   query=query)
+                   query=query, scheme=scheme, query_string=query_string)
 
 
 def route_view(base: RouteTable, extra: list[Route], include_base: bool) -> RouteTable:
@@ -70,21 +84,21 @@ def route_view(base: RouteTable, extra: list[Route], include_base: bool) -> Rout
 
 
 def match_http_route(gw: GatewayTable, listener: Listener, facts: RequestFacts
-                     ) -> tuple[HTTPRoute, HTTPRouteRule] | None:
+                     ) -> tuple[HTTPRoute, HTTPRouteRule, RouteMatch] | None:
     """The highest-precedence HTTPRoute rule on `listener` matching the request.
 
     Hostname specificity ranks first (exact, wildcard, none), then the Gateway API order:
     exact path, longest prefix, method, most header matches, most query matches, oldest
     route, namespace/name, rule order.
     """
-    best: tuple[HTTPRoute, HTTPRouteRule] | None = None
+    best: tuple[HTTPRoute, HTTPRouteRule, RouteMatch] | None = None
     best_rank = 0
     for entry in gw.entries_for(listener):
         rank = entry.route.host_rank(facts.host)
         if rank <= best_rank:
             continue
         if entry.match.matches(facts.path, facts.method, facts.headers, facts.query):
-            best, best_rank = (entry.route, entry.rule), rank
+            best, best_rank = (entry.route, entry.rule, entry.match), rank
             if rank == 3:
                 break
     return best
@@ -99,8 +113,18 @@ def endpoint_subset(headers: Mapping[str, str]) -> frozenset[str] | None:
 
 
 def decide_pool(gw: GatewayTable, route: HTTPRoute, rule: HTTPRouteRule, listener: Listener, model: str,
-                headers: Mapping[str, str], split_key: str | None, rng: random.Random | None) -> GatewayDecision:
+                headers: Mapping[str, str], split_key: str | None, rng: random.Random | None,
+                facts: RequestFacts | None = None, matched: RouteMatch | None = None) -> GatewayDecision:
     where = f"HTTPRoute {route.key} rule {rule.index}"
+    filters = rule.filters
+    if filters.unsupported:  # never skipped (spec): the rule answers an error instead
+        raise RequestError(500, f"{where} uses unsupported filters: {', '.join(filters.unsupported)}",
+                           code="unsupported_filter", err_type="server_error")
+    prefix = matched.path.value if matched is not None and matched.path.type == "PathPrefix" else None
+    if filters.redirect is not None and facts is not None:
+        raise RedirectRequest(filters.redirect.status, redirect_location(
+            filters.redirect, facts.scheme, facts.host, facts.port, facts.path, facts.query_string, prefix))
+    edit = upstream_edit(filters, facts.path, prefix) if facts is not None else None
     decision_route = rule.decision_route
     weighted = decision_route.rules[0]
     if weighted.total_weight == 0:
@@ -113,7 +137,8 @@ def decide_pool(gw: GatewayTable, route: HTTPRoute, rule: HTTPRouteRule, listene
                            code="backend_not_found", err_type="server_error")
     upstream = headers.get(MODEL_REWRITE_HEADER) or model
     return GatewayDecision(route=decision_route, rule=weighted, server=pool, upstream_model=upstream, lora=None,
-                           gateway=listener.gateway, listener=listener.name, subset=endpoint_subset(headers))
+                           gateway=listener.gateway, listener=listener.name, subset=endpoint_subset(headers),
+                           upstream=edit, response_headers=filters.response_headers)
 
 
 class GatewayRouter:
@@ -159,7 +184,8 @@ class GatewayRouter:
             assert listener is not None
             hit = match_http_route(self.gw, listener, facts)  # no ModelRoute for it: skip the raise
             if hit is not None:
-                return decide_pool(self.gw, hit[0], hit[1], listener, model, facts.headers, split_key, rng)
+                return decide_pool(self.gw, hit[0], hit[1], listener, model, facts.headers, split_key, rng,
+                                   facts, hit[2])
         try:
             decision = match(table, model, facts.path, facts.headers, split_key, rng)
         except RequestError:
@@ -169,7 +195,8 @@ class GatewayRouter:
             hit = match_http_route(self.gw, listener, facts)
             if hit is None:
                 raise
-            return decide_pool(self.gw, hit[0], hit[1], listener, model, facts.headers, split_key, rng)
+            return decide_pool(self.gw, hit[0], hit[1], listener, model, facts.headers, split_key, rng, facts,
+                               hit[2])
         if listener is None or not isinstance(decision, RouteDecision):
             return decision
         return GatewayDecision(route=decision.route, rule=decision.rule, server=decision.server,

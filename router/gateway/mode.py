@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from router.api import ModelRoute
+from router.gateway.filters import HeaderEdit, UpstreamEdit
 from router.gateway.listeners import ListenerManager
-from router.gateway.matching import GatewayRouter, RequestFacts
+from router.gateway.matching import GatewayDecision, GatewayRouter, RedirectRequest, RequestFacts
 from router.gateway.objects import PoolServer
 from router.gateway.settings import GatewaySettings
 from router.gateway.table import GatewayTable
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from router.server import Router
 
 log = logging.getLogger(__name__)
+
+# Request keys: the matched rule's filters, read when the upstream request and the response are made.
+UPSTREAM_EDIT = web.RequestKey("caldera.gateway.upstream", UpstreamEdit)
+RESPONSE_EDIT = web.RequestKey("caldera.gateway.response_headers", HeaderEdit)
 
 
 class GatewayMode:
@@ -46,6 +51,8 @@ class GatewayMode:
         self.on_listeners_changed: Callable[[], None] | None = None  # e.g. StatusWriter.submit
         router.route_hook = self.route
         router.models_hook = self.model_names
+        router.upstream_hook = self.edit_upstream
+        router.app.on_response_prepare.append(self._edit_response)
 
     # ---- configuration ---------------------------------------------------------------------
 
@@ -133,10 +140,43 @@ class GatewayMode:
         return self.matcher.model_names(self.router.state.table, _local_port(request), request.host)
 
     def route(self, request: web.Request, parsed: ParsedRequest) -> RouteDecision | ProviderDecision:
-        facts = RequestFacts.of(_local_port(request), request.host, request.path, request.method, request.headers, request.query)
+        facts = RequestFacts.of(_local_port(request), request.host, request.path, request.method, request.headers,
+                                request.query, request.scheme, request.query_string)
         router = self.router
-        return self.matcher.decide(router.state.table, facts, parsed.model, router._split_key(request, parsed),
-                                   router.rng)
+        try:
+            decision = self.matcher.decide(router.state.table, facts, parsed.model,
+                                           router._split_key(request, parsed), router.rng)
+        except RedirectRequest as redirect:
+            raise (web.HTTPMovedPermanently if redirect.status == 301 else web.HTTPFound)(redirect.location) from None
+        if isinstance(decision, GatewayDecision):
+            if decision.upstream is not None:
+                request[UPSTREAM_EDIT] = decision.upstream
+            if decision.response_headers is not None:
+                request[RESPONSE_EDIT] = decision.response_headers
+        return decision
+
+    def edit_upstream(self, request: web.Request, headers: dict[str, str]) -> str:
+        """The router's upstream hook: a matched rule's RequestHeaderModifier and URLRewrite."""
+        edit = request.get(UPSTREAM_EDIT)
+        if edit is None:
+            return request.path
+        if edit.headers is not None:
+            edit.headers.apply(headers, request.headers)
+        if edit.host is not None:
+            headers["host"] = edit.host
+        return edit.path if edit.path is not None else request.path
+
+    async def _edit_response(self, request: web.Request, response: web.StreamResponse) -> None:
+        """ResponseHeaderModifier, on every response of a matched rule (before its headers are sent)."""
+        edit = request.get(RESPONSE_EDIT)
+        if edit is None:
+            return
+        for name in edit.remove:
+            response.headers.popall(name, None)
+        for name, value in edit.set:
+            response.headers[name] = value
+        for name, value in edit.add:
+            response.headers.add(name, value)
 
 
 def _local_port(request: web.Request) -> int | None:

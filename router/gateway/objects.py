@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from router.gateway.filters import NO_FILTERS, RuleFilters, compile_filters
 from router.routing import Route, RouteConfigError, Rule, Server, Target
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -243,6 +244,7 @@ class HTTPRouteRule:
     matches: tuple[RouteMatch, ...]
     backends: tuple[BackendRef, ...]
     decision_route: Route  # precompiled for RouteDecision (metrics, access log, limits)
+    filters: RuleFilters = NO_FILTERS
 
 
 class HTTPRouteKey(Route):
@@ -265,6 +267,10 @@ class HTTPRoute:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def unsupported_filters(self) -> list[str]:
+        return [f"rules[{r.index}].{u}" for r in self.rules for u in r.filters.unsupported]
 
     def host_rank(self, host: str) -> int:
         """3 an exact hostname, 2 a wildcard, 1 no hostnames (every host), 0 no match."""
@@ -344,6 +350,12 @@ def compile_http_route(obj: Mapping[str, Any]) -> HTTPRoute:
         matches = tuple(_route_match(m, f"{rwhere}.matches[{j}]") for j, m in enumerate(raw_matches))
         backends = tuple(_backend(b, namespace, f"{rwhere}.backendRefs[{j}]")
                          for j, b in enumerate(rule.get("backendRefs") or ()))
+        filters = compile_filters(rule.get("filters"), rwhere,
+                                  prefix_match=all(m.path.type == "PathPrefix" for m in matches))
+        per_backend = [f"backendRefs[{j}].filters" for j, b in enumerate(rule.get("backendRefs") or ())
+                       if isinstance(b, Mapping) and b.get("filters")]
+        if per_backend:  # not applied per backend: refusing them is safer than ignoring them
+            filters = replace(filters, unsupported=filters.unsupported + tuple(per_backend))
         served = [b for b in backends if b.kind == "InferencePool" and b.weight > 0]
         targets = tuple(Target(server=b.pool_key, weight=b.weight) for b in served)
         decision_route = HTTPRouteKey(
@@ -351,7 +363,8 @@ def compile_http_route(obj: Mapping[str, Any]) -> HTTPRoute:
             rules=(Rule(name=rule.get("name") or f"rules[{i}]", headers=(), uri=None, body_model=None,
                         targets=targets, total_weight=sum(t.weight for t in targets)),),
             has_parent_refs=True)
-        rules.append(HTTPRouteRule(index=i, matches=matches, backends=backends, decision_route=decision_route))
+        rules.append(HTTPRouteRule(index=i, matches=matches, backends=backends, decision_route=decision_route,
+                                   filters=filters))
     hostnames = tuple(str(h).rstrip(".").lower() for h in spec.get("hostnames") or ())
     return HTTPRoute(namespace=namespace, name=name, created=created, parents=parents, hostnames=hostnames,
                      rules=tuple(rules))

@@ -127,7 +127,11 @@ def desired_http_route_parents(obj: Mapping[str, Any], table: GatewayTable) -> l
                     if lid.startswith(ref.gateway + "/")
                     and (ref.section is None or lid == f"{ref.gateway}/{ref.section}")]
         denied = [lid for lid in table.denied_routes.get(key, ()) if lid.startswith(ref.gateway + "/")]
-        if attached:
+        unsupported = route.unsupported_filters if route is not None else []
+        if attached and unsupported:
+            accepted = _cond("Accepted", False, "UnsupportedValue",
+                             "Unsupported filters (matching requests get a 500): " + ", ".join(unsupported), gen)
+        elif attached:
             accepted = _cond("Accepted", True, "Accepted", "Route attached to " + ", ".join(attached), gen)
         elif denied:
             accepted = _cond("Accepted", False, "NotAllowedByListeners",

@@ -120,6 +120,18 @@ def test_gateway_values_win_over_the_router_config_on_the_default_gateway(render
     assert router_config(objects)["gateway"]["defaultGateway"]["create"] is False
 
 
+def test_gateway_tls_lets_the_router_watch_secrets_and_switches_its_watch_on(render: Callable[..., Objects]) -> None:
+    objects = render(gateway_values(enabled=True, tls=True))
+    secrets = {x for x in grants(router_rules(objects)) if x[1] == "secrets"}
+    assert (secrets, RouterConfig.model_validate(router_config(objects)).gateway.tls_secrets) == (
+        {("", "secrets", "list"), ("", "secrets", "watch")}, True)
+
+
+def test_gateway_mode_without_tls_reads_no_secrets(render: Callable[..., Objects]) -> None:
+    objects = render(gateway_values(inferenceExtension=True))
+    assert not [x for x in grants(router_rules(objects)) if x[1] == "secrets"]
+
+
 def test_gateway_mode_keeps_the_rest_of_the_router_config(render: Callable[..., Objects]) -> None:
     objects = render({"router": {"gatewayAPI": {"enabled": True}, "config": {"profile": "random"}}})
     assert router_config(objects) == {"profile": "random",

@@ -69,7 +69,7 @@ RBAC rules of one component and scope from files/permissions.yaml:
 {{- $all := .root.Files.Get "files/permissions.yaml" | fromYaml -}}
 {{- $gw := .root.Values.router.gatewayAPI -}}
 {{- $gatewayMode := or $gw.enabled $gw.inferenceExtension -}}
-{{- $conditions := dict "controllerManagedWebhooks" (and .root.Values.webhooks.enabled (eq .root.Values.webhooks.certificate.mode "controller")) "leaderWorkerSet" .root.Values.controller.leaderWorkerSet.enabled "controllerWatchesNamespaces" (not (empty .root.Values.controller.watchNamespaces)) "routerExternalModelProviders" .root.Values.router.externalModelProviders.enabled "routerGatewayAPI" $gatewayMode "routerGatewayAPIInferenceExtension" $gw.inferenceExtension "routerDefaultGateway" (and $gatewayMode $gw.createDefaultGateway) -}}
+{{- $conditions := dict "controllerManagedWebhooks" (and .root.Values.webhooks.enabled (eq .root.Values.webhooks.certificate.mode "controller")) "leaderWorkerSet" .root.Values.controller.leaderWorkerSet.enabled "controllerWatchesNamespaces" (not (empty .root.Values.controller.watchNamespaces)) "routerExternalModelProviders" .root.Values.router.externalModelProviders.enabled "routerGatewayAPI" $gatewayMode "routerGatewayAPIInferenceExtension" $gw.inferenceExtension "routerDefaultGateway" (and $gatewayMode $gw.createDefaultGateway) "routerGatewayTLS" (and $gatewayMode $gw.tls) -}}
 {{- range (index $all .component) -}}
 {{- if and (eq .scope $.scope) (or (not .when) (index $conditions .when)) }}
 - apiGroups: {{ toJson .apiGroups }}
