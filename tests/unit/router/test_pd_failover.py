@@ -26,9 +26,9 @@ PROMPT = " ".join(["bako"] * 200)
 SERVER = "default/pd"
 
 
-def pd_server(connector: str | None, engine: str = "vLLM") -> dict:
+def pd_server(connector: str | None, engine: str = "vLLM", **spec) -> dict:
     extra = {"kvConnector": {"type": connector}} if connector else {}
-    return server("pd", model="base-model", engine=engine, labels={"app": "pd"}, **extra,
+    return server("pd", model="base-model", engine=engine, labels={"app": "pd"}, **extra, **spec,
                   selector={"pdGroup": {"groupKey": "group", "prefillLabels": {"role": "prefill"},
                                         "decodeLabels": {"role": "decode"}}})
 
@@ -115,6 +115,19 @@ async def test_prefill_engine_dying_mid_prefill_is_retried_on_another_prefill_po
     status, body, _ = await request
     assert status == 200 and body["usage"]["completion_tokens"] == 4
     assert await metric(good.url, "vllm:prompt_tokens_total") == 200
+
+
+async def test_prefill_pod_slower_than_the_traffic_policy_timeout_is_retried_on_another(engines, guarded_router):
+    good = await engines.start("p0-good", *NIXL, labels=labels("prefill"))
+    # 200x slower than real time: its prefill takes several times the 3 s timeout.
+    slow = await engines.start("p1-bad", *NIXL, labels=labels("prefill"), time_scale=0.005)
+    decode = await engines.start("d0", *NIXL, labels=labels("decode"))
+    r = await guarded_router(**ROUND_ROBIN, modelServers=[pd_server("nixl", trafficPolicy={"timeout": "3s"})],
+                             modelRoutes=[PD_ROUTE], endpoints=[good.endpoint(), slow.endpoint(), decode.endpoint()])
+    status, _, _ = await r.complete({"model": "m", "prompt": PROMPT, "max_tokens": 4})
+    assert status == 200
+    assert await metric(good.url, "vllm:prompt_tokens_total") == 200
+    assert counter(r, "pd_prefill_retries", SERVER, "timeout") == 1
 
 
 async def test_vllm_request_falls_back_to_the_decode_pod_when_every_prefill_pod_is_down(engines, guarded_router):
