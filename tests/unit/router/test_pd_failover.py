@@ -102,6 +102,16 @@ async def test_prefill_pod_answering_5xx_is_retried_on_another_prefill_pod(engin
     assert counter(r, "pd_prefill_retries", SERVER, "HTTP") == 1
 
 
+async def test_a_client_error_from_the_prefill_pod_is_returned_not_retried(engines, guarded_router):
+    good, bad, decode = await nixl_group(
+        engines, prefill_args=("--failure-rate", "1", "--failure-types", "invalid_request"))
+    r = await guarded_router(**ROUND_ROBIN, modelServers=[pd_server("nixl")], modelRoutes=[PD_ROUTE],
+                             endpoints=[good.endpoint(), bad.endpoint(), decode.endpoint()])
+    status, body, _ = await r.complete({"model": "m", "prompt": PROMPT, "max_tokens": 4})
+    assert status == 400 and "default/p1-bad" in body["error"]["message"]
+    assert await metric(good.url, "vllm:prompt_tokens_total") == 0
+
+
 async def test_prefill_engine_dying_mid_prefill_is_retried_on_another_prefill_pod(engines, guarded_router):
     good = await engines.start("p0-good", *NIXL, labels=labels("prefill"))
     # 50x slower than real time: the 200-token prefill takes long enough to be killed in the middle.
