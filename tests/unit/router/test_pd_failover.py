@@ -91,6 +91,17 @@ async def test_prefill_pod_refusing_connections_is_retried_on_another_prefill_po
     assert counter(r, "pd_prefill_retries", SERVER, "connect") == 1
 
 
+async def test_a_prefill_pod_that_refused_a_connection_is_unhealthy_until_its_next_scrape(engines, guarded_router):
+    good, bad, decode = await nixl_group(engines)
+    r = await guarded_router(**ROUND_ROBIN, modelServers=[pd_server("nixl")], modelRoutes=[PD_ROUTE],
+                             endpoints=[good.endpoint(), bad.endpoint(), decode.endpoint()])
+    eps = r.router.state.endpoints
+    await wait_until(lambda: all(ep.metrics.scraped_at > 0 and ep.healthy for ep in eps.values()))
+    killed(bad)  # after the start-up scrape: only the failed request can tell the router
+    status, _, _ = await r.complete({"model": "m", "prompt": PROMPT, "max_tokens": 4})
+    assert status == 200 and not eps["default/p1-bad"].healthy and eps["default/p0-good"].healthy
+
+
 async def test_prefill_pod_answering_5xx_is_retried_on_another_prefill_pod(engines, guarded_router):
     good, bad, decode = await nixl_group(
         engines, prefill_args=("--failure-rate", "1", "--failure-types", "server_error"))
