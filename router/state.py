@@ -47,9 +47,11 @@ class RouterState:
     generation: int = 0
 
     def update(self, routes: Iterable[Mapping[str, Any]], servers: Iterable[Mapping[str, Any]],
-               pods: Iterable[PodInfo], providers: Iterable[Provider] = (), pools: Iterable[Server] = ()) -> None:
+               pods: Iterable[PodInfo], providers: Iterable[Provider] = (), pools: Iterable[Server] = (),
+               extra_pods: Iterable[PodInfo] = ()) -> None:
         """Rebuild from plain data. `pools` (InferencePools, compiled by router.gateway) select
-        endpoints as ModelServers do, one endpoint per target port."""
+        endpoints as ModelServers do, one endpoint per target port; `extra_pods` are endpoint
+        records that are not pods (router.gateway: the EndpointSlice addresses of Services)."""
         errors: list[str] = []
         compiled_routes = []
         for obj in routes:
@@ -69,7 +71,7 @@ class RouterState:
             log.warning("ignoring invalid object", extra={"reason": e})
         compiled_servers.extend(pools)
         table = RouteTable.build(compiled_routes, compiled_servers, providers)
-        ready = [p for p in pods if p.ready and (p.ip or p.address)]
+        ready = [p for p in (*pods, *extra_pods) if p.ready and (p.ip or p.address)]
         new_endpoints: dict[str, Endpoint] = {}
         members: dict[str, list[str]] = {}
         for server in compiled_servers:

@@ -59,6 +59,11 @@ class GatewayDiscovery(Discovery):
         self.tls_secrets: dict[str, dict[str, Any]] | None = {} if mode.settings.tls_secrets else None
         if self.tls_secrets is not None:
             self.required_kinds.add("tlssecrets")
+        # Service backendRefs of HTTPRoutes: Services (ports) and their EndpointSlices (ready addresses).
+        self.services: dict[str, dict[str, Any]] = {}
+        self.endpoint_slices: dict[str, dict[str, Any]] = {}
+        if mode.settings.enable_inference_extension:
+            self.required_kinds |= {"services", "endpointslices"}
         self.status_writer: StatusWriter | None = None
         self._pending_ready: set[asyncio.Task[None]] = set()
 
@@ -86,6 +91,8 @@ class GatewayDiscovery(Discovery):
                                  name="watch-tlssecrets", daemon=True)
             t.start()
             self._threads.append(t)
+        if self.mode.settings.enable_inference_extension:
+            self._watch_services(api)
         for kind in self.kinds:
             group, version, crd = self.crds[kind]
 
@@ -96,6 +103,23 @@ class GatewayDiscovery(Discovery):
 
             t = threading.Thread(target=self._watch_optional, args=(kind, crd, lister(), self.caches[kind]),
                                  name=f"watch-{kind}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _watch_services(self, api: client.ApiClient) -> None:
+        core, disco, ns = client.CoreV1Api(api), client.DiscoveryV1Api(api), self.namespace
+
+        def services(**kw: Any) -> Any:
+            return core.list_namespaced_service(ns, **kw) if ns else core.list_service_for_all_namespaces(**kw)
+
+        def endpoint_slices(**kw: Any) -> Any:
+            if ns:
+                return disco.list_namespaced_endpoint_slice(ns, **kw)
+            return disco.list_endpoint_slice_for_all_namespaces(**kw)
+
+        for kind, fn, cache in (("services", services, self.services),
+                                ("endpointslices", endpoint_slices, self.endpoint_slices)):
+            t = threading.Thread(target=self._watch, args=(kind, fn, cache), name=f"watch-{kind}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -149,7 +173,8 @@ class GatewayDiscovery(Discovery):
         c = self.caches
         pools = self.mode.update(list(self.routes.values()), list(c["gateways"].values()),
                                  list(c.get("httproutes", {}).values()), list(c.get("inferencepools", {}).values()),
-                                 None if self.tls_secrets is None else list(self.tls_secrets.values()))
+                                 None if self.tls_secrets is None else list(self.tls_secrets.values()),
+                                 list(self.services.values()), list(self.endpoint_slices.values()))
         if self.status_writer is not None:
             self.status_writer.submit()
-        return {"pools": pools}
+        return {"pools": pools, "extra_pods": self.mode.table.services.pods}

@@ -24,7 +24,16 @@ from router.gateway.filters import HeaderEdit, UpstreamEdit, redirect_location, 
 from router.gateway.objects import HTTPRoute, HTTPRouteRule, Listener, RouteMatch, normalize_host
 from router.gateway.table import GatewayTable
 from router.request import RequestError
-from router.routing import ProviderDecision, Route, RouteDecision, RouteTable, match, pick_target, split_point
+from router.routing import (
+    ProviderDecision,
+    Route,
+    RouteDecision,
+    RouteTable,
+    Server,
+    match,
+    pick_target,
+    split_point,
+)
 
 SUBSET_HEADER = "x-gateway-destination-endpoint-subset"
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
@@ -128,13 +137,15 @@ def decide_pool(gw: GatewayTable, route: HTTPRoute, rule: HTTPRouteRule, listene
     decision_route = rule.decision_route
     weighted = decision_route.rules[0]
     if weighted.total_weight == 0:
-        raise RequestError(500, f"{where} has no InferencePool backend with a weight above 0",
+        raise RequestError(500, f"{where} has no InferencePool or Service backend with a weight above 0",
                            code="backend_not_found", err_type="server_error")
     target = pick_target(weighted, split_point(split_key, route.key, rng))
-    pool = gw.pools.get(target.server)
+    pool: Server | None = gw.pools.get(target.server) or gw.services.servers.get(target.server)
     if pool is None:
-        raise RequestError(500, f"InferencePool {target.server} referenced by {where} does not exist",
-                           code="backend_not_found", err_type="server_error")
+        unresolved = gw.services.errors.get(target.server)
+        why = unresolved[1] if unresolved else f"InferencePool {target.server} does not exist"
+        raise RequestError(500, f"backend of {where} cannot be served: {why}", code="backend_not_found",
+                           err_type="server_error")
     upstream = headers.get(MODEL_REWRITE_HEADER) or model
     return GatewayDecision(route=decision_route, rule=weighted, server=pool, upstream_model=upstream, lora=None,
                            gateway=listener.gateway, listener=listener.name, subset=endpoint_subset(headers),

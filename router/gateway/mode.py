@@ -20,11 +20,10 @@ from router.api import ModelRoute
 from router.gateway.filters import HeaderEdit, UpstreamEdit
 from router.gateway.listeners import ListenerManager
 from router.gateway.matching import GatewayDecision, GatewayRouter, RedirectRequest, RequestFacts
-from router.gateway.objects import PoolServer
 from router.gateway.settings import GatewaySettings
 from router.gateway.table import GatewayTable
 from router.request import ParsedRequest
-from router.routing import ProviderDecision, Route, RouteConfigError, RouteDecision, compile_route
+from router.routing import ProviderDecision, Route, RouteConfigError, RouteDecision, Server, compile_route
 
 if TYPE_CHECKING:
     from router.server import Router
@@ -58,16 +57,21 @@ class GatewayMode:
 
     def update(self, model_routes: Iterable[Mapping[str, Any]], gateways: Iterable[Mapping[str, Any]],
                http_routes: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]],
-               secrets: Iterable[Mapping[str, Any]] | None = ()) -> list[PoolServer]:
-        """Compile the Gateway objects; return the InferencePools for `RouterState.update`.
-        `secrets`: the TLS Secrets HTTPS listeners reference (None: Secrets are not read)."""
+               secrets: Iterable[Mapping[str, Any]] | None = (), services: Iterable[Mapping[str, Any]] | None = (),
+               endpoint_slices: Iterable[Mapping[str, Any]] | None = ()) -> list[Server]:
+        """Compile the Gateway objects; return the InferencePool and Service backend servers for
+        `RouterState.update` (the Services' endpoint records are `self.table.services.pods`).
+        `secrets`: the TLS Secrets HTTPS listeners reference; `services`, `endpoint_slices`: for
+        Service backendRefs (None: not read)."""
         routes, gws, hrs, ips = list(model_routes), list(gateways), list(http_routes), list(pools)
         s = self.settings
         table = GatewayTable.build(gws, hrs, ips, routes, class_names=s.class_names,
                                    inference_extension=s.enable_inference_extension,
                                    enforce_allowed_routes=s.enforce_allowed_routes,
                                    secrets=None if secrets is None else list(secrets),
-                                   main_port=self.router.config.port)
+                                   main_port=self.router.config.port,
+                                   services=None if services is None else list(services),
+                                   endpoint_slices=None if endpoint_slices is None else list(endpoint_slices))
         attached: list[Route] = []
         for obj in routes:
             if not (obj.get("spec") or {}).get("parentRefs"):
@@ -90,13 +94,14 @@ class GatewayMode:
         self.table = table
         self.matcher = GatewayRouter(table, attached, self.router.config.port)
         self._reconcile_listeners()
-        return list(table.pools.values())
+        return [*table.pools.values(), *table.services.servers.values()]
 
     def load_static(self) -> None:
         """Static mode: the Gateway objects come from the config file."""
         cfg, s = self.router.config, self.settings
-        pools = self.update(cfg.model_routes, s.gateways, s.http_routes, s.inference_pools, s.secrets)
-        self.router.load_static(pools=pools)
+        pools = self.update(cfg.model_routes, s.gateways, s.http_routes, s.inference_pools, s.secrets, s.services,
+                            s.endpoint_slices)
+        self.router.load_static(pools=pools, extra_pods=self.table.services.pods)
 
     def _reconcile_listeners(self) -> None:
         try:

@@ -228,14 +228,26 @@ class RouteMatch:
 
 @dataclass(frozen=True)
 class BackendRef:
-    kind: str  # "InferencePool" is served; other kinds resolve to nothing
+    kind: str  # "InferencePool" and "Service" (core) are served; other kinds resolve to nothing
     namespace: str
     name: str
     weight: int
+    port: int | None = None  # Service: the Service port
 
     @property
     def pool_key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def served(self) -> bool:
+        return self.kind in ("InferencePool", "Service")
+
+    @property
+    def server_key(self) -> str:
+        """The key of the router server standing for it (InferencePool: namespace/name)."""
+        if self.kind == "Service":
+            return f"Service/{self.namespace}/{self.name}:{self.port}"
+        return self.pool_key
 
 
 @dataclass(frozen=True)
@@ -333,6 +345,14 @@ def _backend(obj: Mapping[str, Any], namespace: str, where: str) -> BackendRef:
     weight = 1 if weight is None else weight
     if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
         raise RouteConfigError(f"{where}.weight: expected a non-negative integer, got {weight!r}")
+    port = obj.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise RouteConfigError(f"{where}.port: expected 1..65535, got {port!r}")
+    if kind == "Service" and group in ("", "core"):
+        if port is None:
+            raise RouteConfigError(f"{where}.port is required for a Service")
+        return BackendRef(kind="Service", namespace=obj.get("namespace") or namespace, name=name, weight=weight,
+                          port=port)
     served = kind == "InferencePool" and group == INFERENCE_GROUP
     return BackendRef(kind="InferencePool" if served else f"{group or 'core'}/{kind}",
                       namespace=obj.get("namespace") or namespace, name=name, weight=weight)
@@ -356,8 +376,8 @@ def compile_http_route(obj: Mapping[str, Any]) -> HTTPRoute:
                        if isinstance(b, Mapping) and b.get("filters")]
         if per_backend:  # not applied per backend: refusing them is safer than ignoring them
             filters = replace(filters, unsupported=filters.unsupported + tuple(per_backend))
-        served = [b for b in backends if b.kind == "InferencePool" and b.weight > 0]
-        targets = tuple(Target(server=b.pool_key, weight=b.weight) for b in served)
+        served = [b for b in backends if b.served and b.weight > 0]
+        targets = tuple(Target(server=b.server_key, weight=b.weight) for b in served)
         decision_route = HTTPRouteKey(
             namespace=namespace, name=name, created=created, model_name="", lora_adapters=(),
             rules=(Rule(name=rule.get("name") or f"rules[{i}]", headers=(), uri=None, body_model=None,

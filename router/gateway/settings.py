@@ -43,6 +43,9 @@ class GatewaySettings(BaseModel):
     # Static mode (no cluster): the objects themselves, as they would be applied.
     gateways: list[dict[str, Any]] = Field(default_factory=list)
     secrets: list[dict[str, Any]] = Field(default_factory=list)  # kubernetes.io/tls Secrets of HTTPS listeners
+    # Service backendRefs: the Services and their EndpointSlices (discovery.k8s.io/v1).
+    services: list[dict[str, Any]] = Field(default_factory=list)
+    endpoint_slices: list[dict[str, Any]] = Field(default_factory=list, alias="endpointSlices")
     http_routes: list[dict[str, Any]] = Field(default_factory=list, alias="httpRoutes")
     inference_pools: list[dict[str, Any]] = Field(default_factory=list, alias="inferencePools")
 

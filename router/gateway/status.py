@@ -141,17 +141,24 @@ def desired_http_route_parents(obj: Mapping[str, Any], table: GatewayTable) -> l
                              "No listener of this Gateway matches the parentRef and hostnames", gen)
         missing: list[str] = []
         invalid: list[str] = []
+        refused: list[str] = []
         for rule in route.rules if route is not None else ():
             for b in rule.backends:
-                if b.kind != "InferencePool":
+                if not b.served:
                     invalid.append(f"{b.kind} {b.namespace}/{b.name}")
+                elif b.kind == "Service":
+                    problem = table.services.errors.get(b.server_key)
+                    if problem is not None:
+                        (refused if problem[0] == "RefNotPermitted" else missing).append(problem[1])
                 elif b.pool_key not in table.pools:
                     missing.append(f"InferencePool {b.pool_key}")
         if route is None:
             resolved = _cond("ResolvedRefs", False, "Invalid", "; ".join(table.errors) or "invalid route", gen)
         elif invalid:
-            resolved = _cond("ResolvedRefs", False, "InvalidKind", "Only InferencePool backends are served: "
-                             + ", ".join(invalid), gen)
+            resolved = _cond("ResolvedRefs", False, "InvalidKind", "Only InferencePool and Service backends are "
+                             "served: " + ", ".join(invalid), gen)
+        elif refused:
+            resolved = _cond("ResolvedRefs", False, "RefNotPermitted", "; ".join(refused), gen)
         elif missing:
             resolved = _cond("ResolvedRefs", False, "BackendNotFound", "Not found: " + ", ".join(missing), gen)
         else:

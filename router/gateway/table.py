@@ -26,6 +26,7 @@ from router.gateway.objects import (
     compile_pool,
     wildcard_match,
 )
+from router.gateway.services import ServiceBackends, resolve_services
 from router.gateway.tls import Certificate, CertificateRefError, PortTLS, resolve
 from router.routing import RouteConfigError
 
@@ -88,6 +89,8 @@ class GatewayTable:
     # Listeners not served (by Listener.id) and the TLS of each HTTPS port (router.gateway.tls).
     problems: dict[str, ListenerProblem] = field(default_factory=dict)
     tls_ports: dict[int, PortTLS] = field(default_factory=dict)
+    # Service backendRefs: their servers (by key), endpoint records and unresolvable ones.
+    services: ServiceBackends = field(default_factory=lambda: ServiceBackends({}, [], {}))
     errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -95,9 +98,11 @@ class GatewayTable:
               pools: Iterable[Mapping[str, Any]] = (), model_routes: Iterable[Mapping[str, Any]] = (),
               class_names: Iterable[str] = DEFAULT_CLASS_NAMES, inference_extension: bool = False,
               enforce_allowed_routes: bool = False, secrets: Iterable[Mapping[str, Any]] | None = (),
-              main_port: int | None = None) -> GatewayTable:
+              main_port: int | None = None, services: Iterable[Mapping[str, Any]] | None = (),
+              endpoint_slices: Iterable[Mapping[str, Any]] | None = ()) -> GatewayTable:
         """`secrets`: the TLS Secrets HTTPS listeners may reference (None: the router does not read
-        Secrets); `main_port`: the router's own plain-HTTP port (no HTTPS listener there)."""
+        Secrets); `main_port`: the router's own plain-HTTP port (no HTTPS listener there);
+        `services`, `endpoint_slices`: for Service backendRefs (None: not watched)."""
         t = cls(class_names=tuple(class_names), inference_extension=inference_extension,
                 enforce_allowed_routes=enforce_allowed_routes)
         for obj in gateways:
@@ -132,6 +137,9 @@ class GatewayTable:
                     continue
                 t.pools[f"{pool.namespace}/{pool.name}"] = pool
             t._attach(http_routes)
+            t.services = resolve_services(
+                ((r.namespace, b) for r in t.http_routes.values() for rule in r.rules for b in rule.backends),
+                services, endpoint_slices)
         return t
 
     def _place_listeners(self, secrets: Iterable[Mapping[str, Any]] | None, main_port: int | None) -> None:

@@ -8,10 +8,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from multidict import CIMultiDict
 
-from router.config import RouterConfig
 from router.gateway.filters import (
     HeaderEdit,
     PathModifier,
@@ -20,13 +18,12 @@ from router.gateway.filters import (
     redirect_location,
     replace_prefix,
 )
-from router.gateway.mode import GatewayMode
+from router.gateway.harness import echo_server, static_gateway_router
 from router.gateway.objects import compile_http_route
 from router.gateway.status import desired_http_route_parents
 from router.gateway.table import GatewayTable
 from router.harness import free_port
 from router.routing import RouteConfigError
-from router.server import Router
 
 # ---- pure -------------------------------------------------------------------------------------
 
@@ -130,32 +127,10 @@ def test_filters_on_a_backend_ref_are_unsupported() -> None:
 
 
 @asynccontextmanager
-async def echo_server() -> AsyncIterator[str]:
-    """A real HTTP server answering every POST with what it received, as an OpenAI-like body."""
-    async def echo(request: web.Request) -> web.Response:
-        await request.read()
-        return web.json_response({"object": "text_completion", "model": "echo", "path": request.path_qs,
-                                  "headers": {k.lower(): v for k, v in request.headers.items()}})
-
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-@asynccontextmanager
 async def filtered_router(*rules: dict[str, Any]) -> AsyncIterator[int]:
     """A router whose Gateway listener (the returned port) serves HTTPRoute `rules` to the echo pool."""
     gw_port = free_port()
-    async with echo_server() as address:
-        config = RouterConfig.model_validate({
-            "port": free_port(), "metricsInterval": 0.05, "kvEvents": False,
+    async with echo_server() as address, static_gateway_router({
             "endpoints": [{"name": "echo-0", "address": address, "labels": {"app": "echo"}}],
             "gateway": {
                 "enableGatewayAPIInferenceExtension": True,
@@ -163,19 +138,8 @@ async def filtered_router(*rules: dict[str, Any]) -> AsyncIterator[int]:
                 "httpRoutes": [http_route(*rules)],
                 "inferencePools": [{"metadata": {"name": "echo", "namespace": "default"},
                                     "spec": {"selector": {"matchLabels": {"app": "echo"}},
-                                             "targetPorts": [{"number": 8000}]}}]}})
-        router = Router(config)
-        mode = GatewayMode(router, config.gateway)
-        mode.load_static()
-        runner = web.AppRunner(router.app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", config.port).start()
-        await mode.bind(runner)
-        try:
-            yield gw_port
-        finally:
-            await mode.close()
-            await runner.cleanup()
+                                             "targetPorts": [{"number": 8000}]}}]}}):
+        yield gw_port
 
 
 BODY = {"model": "echo", "prompt": "hi", "max_tokens": 1}

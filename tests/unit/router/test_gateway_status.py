@@ -84,11 +84,18 @@ def test_http_route_to_a_missing_pool_is_not_resolved() -> None:
     assert conds(parents[0]["conditions"])["ResolvedRefs"] == ("False", "BackendNotFound")
 
 
-def test_http_route_to_a_service_has_an_invalid_kind() -> None:
-    r = route({"name": "svc", "port": 80})
+def test_http_route_to_a_config_map_has_an_invalid_kind() -> None:
+    r = route({"kind": "ConfigMap", "name": "cm"})
     parents = desired_http_route_parents(r, table([gateway()], [r], []))
     assert parents is not None
     assert conds(parents[0]["conditions"])["ResolvedRefs"] == ("False", "InvalidKind")
+
+
+def test_http_route_to_a_missing_service_is_backend_not_found() -> None:
+    r = route({"name": "svc", "port": 80})
+    parents = desired_http_route_parents(r, table([gateway()], [r], []))
+    assert parents is not None
+    assert conds(parents[0]["conditions"])["ResolvedRefs"] == ("False", "BackendNotFound")
 
 
 def test_http_route_to_a_gateway_we_do_not_serve_gets_no_status() -> None:
