@@ -4,8 +4,6 @@ certificate generated here: the certificate served, SNI, reload on a Secret chan
 Secret keeping the port closed."""
 
 import asyncio
-import base64
-import datetime
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,11 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from router.config import RouterConfig
+from router.gateway.harness import self_signed, tls_secret
 from router.gateway.mode import GatewayMode
 from router.gateway.objects import CertRef, compile_gateway
 from router.gateway.status import desired_gateway
@@ -29,28 +26,6 @@ from router.harness import Engines, free_port, route, server, wait_until
 from router.server import Router
 
 MAIN = 8080
-
-
-def make_cert(*hosts: str) -> tuple[bytes, bytes]:
-    """A self-signed certificate for `hosts` and its key, PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
-def tls_secret(name: str, pair: tuple[bytes, bytes], ns: str = "default", kind: str = "kubernetes.io/tls",
-               version: str = "1") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": version}, "type": kind,
-            "data": {"tls.crt": base64.b64encode(pair[0]).decode(), "tls.key": base64.b64encode(pair[1]).decode()}}
 
 
 def https(name: str, port: int, secret: str, hostname: str | None = None, **tls: Any) -> dict[str, Any]:
@@ -66,8 +41,8 @@ def gateway(*listeners: dict[str, Any], name: str = "edge", ns: str = "default")
             "spec": {"gatewayClassName": "kthena-router", "listeners": list(listeners)}}
 
 
-PAIR = make_cert("gw.example.com")
-OTHER = make_cert("other.example.com")
+PAIR = self_signed("gw.example.com")
+OTHER = self_signed("other.example.com")
 
 
 # ---- pure: certificateRefs -------------------------------------------------------------------
@@ -91,7 +66,7 @@ def test_a_tls_secret_resolves_to_its_certificate_and_key() -> None:
     ((tls_secret("cert", PAIR, kind="Opaque"),), refs(), "InvalidCertificateRef", "type Opaque"),
     ((tls_secret("cert", (PAIR[0], OTHER[1])),), refs(), "InvalidCertificateRef", "does not match"),
     ((tls_secret("cert", (b"junk", PAIR[1])),), refs(), "InvalidCertificateRef", "tls.crt is not a PEM"),
-    ((tls_secret("cert", PAIR, ns="certs"),), refs(ns="certs"), "RefNotPermitted", "another namespace"),
+    ((tls_secret("cert", PAIR, namespace="certs"),), refs(ns="certs"), "RefNotPermitted", "another namespace"),
     ((tls_secret("cert", PAIR),), refs(kind="ConfigMap"), "InvalidCertificateRef", "only core Secrets"),
     ((tls_secret("cert", PAIR),), (), "InvalidCertificateRef", "certificateRefs is empty"),
 ])
@@ -143,7 +118,7 @@ def test_missing_secret_sets_resolved_refs_false_invalid_certificate_ref_and_the
 
 def test_cross_namespace_certificate_ref_is_ref_not_permitted() -> None:
     gw = gateway({**https("tls", 8443, "cert"), "tls": {"certificateRefs": [{"name": "cert", "namespace": "x"}]}})
-    conds = listener_conditions(gw, build(gw, tls_secret("cert", PAIR, ns="x")), "tls")
+    conds = listener_conditions(gw, build(gw, tls_secret("cert", PAIR, namespace="x")), "tls")
     assert conds["ResolvedRefs"] == ("False", "RefNotPermitted")
 
 
@@ -239,7 +214,7 @@ async def test_sni_selects_the_certificate_of_the_listener_for_that_hostname() -
 async def test_a_changed_secret_is_served_after_the_reload() -> None:
     port = free_port()
     gw = gateway(https("tls", port, "cert"))
-    renewed = make_cert("gw.example.com")
+    renewed = self_signed("gw.example.com")
     async with tls_router(gw, [tls_secret("cert", PAIR)]) as (_router, mode):
         mode.update([], [gw], [], [], [tls_secret("cert", renewed, version="2")])
 
