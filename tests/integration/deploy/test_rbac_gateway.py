@@ -1,7 +1,8 @@
-"""Least privilege with `router.gatewayAPI.inferenceExtension` (Gateway API mode, Inference
-Extension, default Gateway): the router runs with the chart's flags and config, as the chart's
-ServiceAccount behind the recording proxy. It creates Kthena's GatewayClass and default Gateway,
-serves an HTTPRoute -> InferencePool of an enginesim pod and writes the status of all three;
+"""Least privilege with `router.gatewayAPI.inferenceExtension` and `.tls` (Gateway API mode,
+Inference Extension, default Gateway, HTTPS listeners): the router runs with the chart's flags
+and config, as the chart's ServiceAccount behind the recording proxy. It creates Kthena's
+GatewayClass and default Gateway, serves an HTTPRoute -> InferencePool of an enginesim pod,
+writes the status of all three and serves an HTTPS listener with its kubernetes.io/tls Secret;
 every request is granted and every grant is used.
 
 The Gateway API and InferencePool CRDs are the upstream ones (caldera.localcluster.gatewaycrds).
@@ -11,6 +12,8 @@ router's create answers 409, which the API server decides only after authorising
 
 from __future__ import annotations
 
+import socket
+import ssl
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,10 +38,12 @@ from kubernetes import client
 
 from caldera.localcluster import gatewaycrds
 from caldera.localcluster.session import LocalCluster
+from router.gateway.harness import self_signed, tls_secret
 
 pytestmark = pytest.mark.cluster
 
-CONDITIONS = frozenset({"routerGatewayAPI", "routerGatewayAPIInferenceExtension", "routerDefaultGateway"})
+CONDITIONS = frozenset({"routerGatewayAPI", "routerGatewayAPIInferenceExtension", "routerDefaultGateway",
+                        "routerGatewayTLS"})
 GW = ("gateway.networking.k8s.io", "v1")
 INF = ("inference.networking.k8s.io", "v1")
 CONTROLLER = "caldera.dev/router"
@@ -78,6 +83,13 @@ def http_route() -> dict[str, Any]:
                                 "backendRefs": [{"group": INF[0], "kind": "InferencePool", "name": "pool"}]}]}}
 
 
+def https_gateway(port: int) -> dict[str, Any]:
+    return {"apiVersion": "/".join(GW), "kind": "Gateway", "metadata": {"name": "secure"},
+            "spec": {"gatewayClassName": "kthena-router", "listeners": [{
+                "name": "https", "port": port, "protocol": "HTTPS",
+                "tls": {"mode": "Terminate", "certificateRefs": [{"name": "gw-tls"}]}}]}}
+
+
 def conditions(status: dict[str, Any]) -> dict[str, str]:
     return {c["type"]: c["status"] for c in status.get("conditions") or []}
 
@@ -89,7 +101,8 @@ def gateway_run(local_cluster: LocalCluster) -> Iterator[Run]:
     gatewaycrds.install(api, progress=print)
     with (chart_release(local_cluster, "rbacg", lambda ns: {
               "controller": {"enabled": False},
-              "router": {"watchNamespace": ns, "gatewayAPI": {"inferenceExtension": True}}}) as (release, rendered),
+              "router": {"watchNamespace": ns, "gatewayAPI": {"inferenceExtension": True, "tls": True}}}
+                       ) as (release, rendered),
           tempfile.TemporaryDirectory(prefix="caldera-rbacg-") as tmp):
         ns = release.namespace
         args, config = chart_router(rendered)
@@ -97,6 +110,12 @@ def gateway_run(local_cluster: LocalCluster) -> Iterator[Run]:
         core.create_namespaced_pod(ns, engine_pod("pool-0"))  # type: ignore[arg-type]  # a dict body is accepted
         custom.create_namespaced_custom_object(*INF, ns, "inferencepools", inference_pool())
         custom.create_namespaced_custom_object(*GW, ns, "httproutes", http_route())
+        pair = self_signed("gw.example.com")
+        secret = tls_secret("gw-tls", pair)
+        del secret["metadata"]["namespace"], secret["metadata"]["resourceVersion"]
+        core.create_namespaced_secret(ns, secret)  # type: ignore[arg-type]  # a dict body is accepted
+        tls_port = free_port()
+        custom.create_namespaced_custom_object(*GW, ns, "gateways", https_gateway(tls_port))
         config_file = work / "router.yaml"
         config_file.write_text(yaml.safe_dump(config))
         recorder = ApiRecorder(local_cluster.server, cluster_ca(local_cluster)).start()
@@ -126,6 +145,15 @@ def gateway_run(local_cluster: LocalCluster) -> Iterator[Run]:
                 return False
             return r.status_code == 200 and r.headers.get("x-caldera-server") == f"InferencePool/{ns}/pool"
 
+        def tls_served() -> bool:
+            trust = ssl.create_default_context(cadata=pair[0].decode())
+            try:
+                with (socket.create_connection(("127.0.0.1", tls_port), timeout=5) as sock,
+                      trust.wrap_socket(sock, server_hostname="gw.example.com")):
+                    return True
+            except (OSError, ssl.SSLError):
+                return False
+
         steps = [
             ("default Gateway created and programmed",
              lambda: conditions(status(GW, "gateways", "default")) == {"Accepted": "True", "Programmed": "True"}),
@@ -133,6 +161,7 @@ def gateway_run(local_cluster: LocalCluster) -> Iterator[Run]:
                                                                                "ResolvedRefs": "True"}),
             ("InferencePool status", lambda: ours(INF, "inferencepools", "pool").get("Accepted") == "True"),
             ("proxied", proxied),
+            ("HTTPS listener served with its Secret", tls_served),
         ]
         try:
             for step, check in steps:
@@ -151,7 +180,7 @@ def gateway_run(local_cluster: LocalCluster) -> Iterator[Run]:
 def test_router_as_its_service_account_creates_the_default_gateway_writes_status_and_proxies(
         gateway_run: Run) -> None:
     assert list(gateway_run.reached) == ["default Gateway created and programmed", "HTTPRoute status",
-                                         "InferencePool status", "proxied"], (
+                                         "InferencePool status", "proxied", "HTTPS listener served with its Secret"], (
         gateway_run.explain())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,7 @@ from router.api import GROUP, VERSION
 from router.config import RouterConfig
 from router.gateway import discovery as gateway_discovery
 from router.gateway.discovery import GatewayDiscovery
+from router.gateway.harness import self_signed, tls_secret
 from router.gateway.mode import GatewayMode
 from router.harness import free_port, wait_until
 from router.server import Router
@@ -109,7 +111,7 @@ class Kube:
 
     def pods(self, app: str, model: str, count: int) -> None:
         for i in range(count):
-            self.core.create_namespaced_pod(self.ns, engine_pod(f"{app}-{i}", app, model))
+            self.core.create_namespaced_pod(self.ns, engine_pod(f"{app}-{i}", app, model))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -137,14 +139,14 @@ class RunningGatewayRouter:
 
 @contextlib.asynccontextmanager
 async def gateway_router(local_cluster: LocalCluster, ns: str, inference_extension: bool = True,
-                         crds: dict[str, tuple[str, str, str]] | None = None, default_gateway: bool = False
-                         ) -> AsyncIterator[RunningGatewayRouter]:
+                         crds: dict[str, tuple[str, str, str]] | None = None, default_gateway: bool = False,
+                         tls_secrets: bool = False) -> AsyncIterator[RunningGatewayRouter]:
     """The router as `caldera router --enable-gateway-api[-inference-extension]` runs it, in-process
     (without Kthena's default Gateway unless asked: most tests create their own `default`)."""
     config = RouterConfig.model_validate({
         "port": free_port(), "metricsInterval": 0.2, "kvEvents": False, "accessLog": False,
         "gateway": {"enableGatewayAPI": True, "enableGatewayAPIInferenceExtension": inference_extension,
-                    "defaultGateway": {"create": default_gateway}}})
+                    "defaultGateway": {"create": default_gateway}, "tlsSecrets": tls_secrets}})
     router = Router(config)
     mode = GatewayMode(router, config.gateway)
     disc = GatewayDiscovery(router.state, mode, kubeconfig=str(local_cluster.kubeconfig), namespace=ns,
@@ -289,7 +291,7 @@ async def test_duplicate_model_name(local_cluster: LocalCluster, kube: Kube) -> 
     kube.create((GROUP, VERSION), "modelservers", model_server("deepseek-r1-7b", "ds-7b", "deepseek-r1-7b"))
     # As Kthena's router, ours creates Gateway `default` on its own port (here in its namespace).
     async with gateway_router(local_cluster, kube.ns, inference_extension=False, default_gateway=True) as gr:
-        default = kube.custom.get_namespaced_custom_object(*GW, kube.ns, "gateways", "default")
+        default: Any = kube.custom.get_namespaced_custom_object(*GW, kube.ns, "gateways", "default")
         assert default["spec"]["listeners"][0]["port"] == gr.port
         kube.create(GW, "gateways", gateway("kthena-gateway-custom", custom_port))
         kube.create((GROUP, VERSION), "modelroutes",
@@ -360,8 +362,8 @@ async def test_gateway_http_route_and_pool_status_are_reported(local_cluster: Lo
     kube.create(GW, "httproutes", http_route("llm-route", "default", "deepseek-r1-1-5b"))
 
     def status(gv: tuple[str, str], plural: str, name: str) -> dict[str, Any]:
-        obj = kube.custom.get_namespaced_custom_object(gv[0], gv[1], kube.ns, plural, name)
-        return obj.get("status") or {}
+        obj: Any = kube.custom.get_namespaced_custom_object(gv[0], gv[1], kube.ns, plural, name)
+        return dict(obj.get("status") or {})
 
     def gateway_programmed() -> bool:
         s = status(GW, "gateways", "default")
@@ -398,3 +400,101 @@ async def test_status_writer_writes_nothing_once_status_is_current(local_cluster
             return writer.writes == before
 
         await wait_until(idle_pass, timeout=60, interval=0.3)
+
+
+# ---- HTTPS listeners, Service backends, filters -----------------------------------------------
+
+
+def https_gateway(name: str, port: int, secret: str) -> dict[str, Any]:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": name},
+            "spec": {"gatewayClassName": "kthena-router", "listeners": [{
+                "name": "https", "port": port, "protocol": "HTTPS",
+                "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": secret}]}}]}}
+
+
+def secret_body(name: str, pair: tuple[bytes, bytes]) -> dict[str, Any]:
+    body = tls_secret(name, pair)
+    del body["metadata"]["namespace"], body["metadata"]["resourceVersion"]
+    return body
+
+
+async def served_certificate(port: int, trust: tuple[bytes, bytes]) -> bytes | None:
+    """The certificate (DER) the port presents to a client trusting `trust`, or None."""
+    ctx = ssl.create_default_context(cadata=trust[0].decode())
+    try:
+        _r, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="gw.example.com")
+    except (OSError, ssl.SSLError):
+        return None
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return bytes(der)
+
+
+def listener_conditions(kube: Kube, gateway_name: str) -> dict[str, tuple[str, str]]:
+    obj: Any = kube.custom.get_namespaced_custom_object(*GW, kube.ns, "gateways", gateway_name)
+    listeners = (obj.get("status") or {}).get("listeners") or [{}]
+    return {c["type"]: (c["status"], c["reason"]) for c in listeners[0].get("conditions") or []}
+
+
+async def test_https_listener_serves_the_secrets_certificate_and_follows_its_changes(
+        local_cluster: LocalCluster, kube: Kube) -> None:
+    port = free_port()
+    first, renewed = self_signed("gw.example.com"), self_signed("gw.example.com")
+    kube.core.create_namespaced_secret(kube.ns, secret_body("gw-tls", first))  # type: ignore[arg-type]
+    kube.create(GW, "gateways", https_gateway("secure", port, "gw-tls"))
+    async with gateway_router(local_cluster, kube.ns, inference_extension=False, tls_secrets=True):
+        await wait_until(lambda: served_certificate(port, first), timeout=60)
+        await wait_until(lambda: listener_conditions(kube, "secure").get("Programmed") == ("True", "Programmed"),
+                         timeout=60)
+        kube.core.patch_namespaced_secret("gw-tls", kube.ns, {"data": secret_body("gw-tls", renewed)["data"]})
+        await wait_until(lambda: served_certificate(port, renewed), timeout=60)
+
+
+async def test_https_listener_without_its_secret_is_not_served_and_says_invalid_certificate_ref(
+        local_cluster: LocalCluster, kube: Kube) -> None:
+    port = free_port()
+    kube.create(GW, "gateways", https_gateway("secure", port, "absent-tls"))
+    async with gateway_router(local_cluster, kube.ns, inference_extension=False, tls_secrets=True) as gr:
+        await wait_until(lambda: listener_conditions(kube, "secure").get("ResolvedRefs")
+                         == ("False", "InvalidCertificateRef"), timeout=60)
+        assert port not in gr.mode.listeners.open_ports()
+
+
+async def test_http_route_to_a_service_is_served_by_its_ready_endpoints(local_cluster: LocalCluster,
+                                                                        kube: Kube) -> None:
+    gw_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.core.create_namespaced_service(kube.ns, {  # type: ignore[arg-type]  # a dict body is accepted
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "ds"},
+        "spec": {"selector": {"app": "ds-1-5b"}, "ports": [{"name": "http", "port": 80, "targetPort": 8000}]}})
+    kube.create(GW, "gateways", gateway("default", gw_port))
+    route = http_route("to-service", "default", "unused")
+    route["spec"]["rules"][0]["backendRefs"] = [{"kind": "Service", "name": "ds", "port": 80}]
+    kube.create(GW, "httproutes", route)
+    async with gateway_router(local_cluster, kube.ns):
+        _s, body, headers = await wait_until(lambda: served(gw_port, "deepseek-r1-1.5b"), timeout=120)
+        assert body["model"] == "deepseek-r1-1.5b"
+        assert (headers["x-caldera-server"], headers["x-caldera-pod"]) == (
+            f"Service/{kube.ns}/ds:80", f"{kube.ns}/ds-1-5b-0@ds:80")
+
+
+async def test_http_route_filters_redirect_and_set_response_headers(local_cluster: LocalCluster, kube: Kube) -> None:
+    gw_port = free_port()
+    kube.pods("ds-1-5b", "deepseek-r1-1.5b", 1)
+    kube.create(INF, "inferencepools", inference_pool("deepseek-r1-1-5b", "ds-1-5b"))
+    kube.create(GW, "gateways", gateway("default", gw_port))
+    route = http_route("filtered", "default", "deepseek-r1-1-5b")
+    route["spec"]["rules"][0]["filters"] = [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+        "set": [{"name": "x-served-by", "value": "caldera"}]}}]
+    route["spec"]["rules"].append({"matches": [{"headers": [{"name": "x-legacy", "value": "1"}]}], "filters": [
+        {"type": "RequestRedirect", "requestRedirect": {"hostname": "new.example.com", "statusCode": 301}}]})
+    kube.create(GW, "httproutes", route)
+    async with gateway_router(local_cluster, kube.ns):
+        _s, _body, headers = await wait_until(lambda: served(gw_port, "deepseek-r1-1.5b"), timeout=120)
+        assert headers["x-served-by"] == "caldera"
+        async with aiohttp.ClientSession() as s, s.post(
+                f"http://127.0.0.1:{gw_port}/v1/chat/completions", headers={"x-legacy": "1"}, allow_redirects=False,
+                json={"model": "deepseek-r1-1.5b", "messages": [{"role": "user", "content": "hi"}]}) as r:
+            assert (r.status, r.headers["location"]) == (301, f"http://new.example.com:{gw_port}/v1/chat/completions")
