@@ -6,9 +6,9 @@ tells listeners apart by the local port the request arrived on. The main port is
 opened or closed here. A port that cannot be bound is remembered with its error (reported
 in the Gateway's status and the debug dump) and retried on the next reconcile.
 
-An HTTPS port serves with an `ssl.SSLContext` built from its listeners' certificates. When a
-certificate changes (its Secret was updated), the port's site is replaced: the new listening
-socket serves the new certificate, connections already open finish on the old one.
+An HTTPS port serves with the certificates of its listeners (`PortCertificates`: picked by
+SNI). When a certificate changes (its Secret was updated) it is swapped in while the port keeps
+serving; only a change between HTTP and HTTPS reopens the port.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
-from router.gateway.tls import PortTLS, port_context
+from router.gateway.tls import PortCertificates, PortTLS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class ListenerManager:
         self.main_port = main_port
         self.runner: web.AppRunner | None = None
         self.sites: dict[int, web.TCPSite] = {}
-        self.tls: dict[int, PortTLS | None] = {}  # what each open site serves with
+        self.tls: dict[int, PortCertificates | None] = {}  # what each open site serves with
         self.errors: dict[int, str] = {}
         self._desired: dict[int, PortTLS | None] = {}
         self._lock = asyncio.Lock()
@@ -44,37 +44,51 @@ class ListenerManager:
 
     async def reconcile(self, ports: Mapping[int, PortTLS | None] | Iterable[int]) -> None:
         """Open a server on every desired port not yet open (HTTPS where certificates are given);
-        close those no longer desired; reopen those whose certificates changed."""
-        wanted = dict(ports) if isinstance(ports, Mapping) else dict.fromkeys(ports)
+        close those no longer desired; swap in the changed certificates of an open HTTPS port;
+        reopen a port that switches between HTTP and HTTPS."""
+        wanted: dict[int, PortTLS | None] = dict(ports) if isinstance(ports, Mapping) else dict.fromkeys(ports)
         self._desired = {p: tls for p, tls in wanted.items() if p != self.main_port}
         if self.runner is None:
             return
         async with self._lock:
             for port in sorted(self.sites):
-                if port not in self._desired or self.tls.get(port) != self._desired[port]:
+                current, want = self.tls.get(port), self._desired.get(port)
+                if port in self._desired and current is not None and want is not None:
+                    if current.entries != want:
+                        self._swap(port, current, want)
+                    continue
+                if port not in self._desired or (current is None) != (want is None):
                     site = self.sites.pop(port)
                     self.tls.pop(port, None)
                     await site.stop()
-                    if port in self._desired:
-                        log.info("gateway listener certificate changed: reopening", extra={"port": port})
-                    else:
-                        log.info("gateway listener closed", extra={"port": port})
+                    log.info("gateway listener closed", extra={"port": port})
             for port in list(self.errors):
                 if port not in self._desired:
                     del self.errors[port]
             for port in sorted(set(self._desired) - set(self.sites)):
                 await self._open(port, self._desired[port])
 
+    def _swap(self, port: int, current: PortCertificates, wanted: PortTLS) -> None:
+        try:
+            current.update(wanted)
+        except (ssl.SSLError, OSError, ValueError) as exc:  # the port keeps its current certificates
+            log.error("gateway listener keeps its previous certificate: the new one does not load",
+                      extra={"port": port, "certificates": [c.source for _, c in wanted], "reason": str(exc)})
+            return
+        log.info("gateway listener certificate reloaded", extra={
+            "port": port, "certificates": [f"{c.source}@{c.resource_version}" for _, c in wanted]})
+
     async def _open(self, port: int, tls: PortTLS | None) -> None:
         assert self.runner is not None
-        context: ssl.SSLContext | None = None
+        certs: PortCertificates | None = None
         if tls is not None:
             try:
-                context = port_context(tls)
+                certs = PortCertificates(tls)
             except (ssl.SSLError, OSError, ValueError) as exc:
                 self._failed(port, f"cannot load the certificate of {', '.join(c.source for _, c in tls)}: {exc}")
                 return
-        site = web.TCPSite(self.runner, self.host, port, backlog=4096, reuse_address=True, ssl_context=context)
+        site = web.TCPSite(self.runner, self.host, port, backlog=4096, reuse_address=True,
+                           ssl_context=certs.front if certs is not None else None)
         try:
             await site.start()
         except OSError as exc:
@@ -84,7 +98,7 @@ class ListenerManager:
             return
         self.errors.pop(port, None)
         self.sites[port] = site
-        self.tls[port] = tls
+        self.tls[port] = certs
         scheme = "https" if tls is not None else "http"
         log.info("gateway listener open", extra={"host": self.host, "port": port, "scheme": scheme,
                                                   "certificates": [c.source for _, c in tls or ()]})

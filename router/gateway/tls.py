@@ -136,19 +136,31 @@ def pick_by_sni(hostnames: Sequence[str | None], server_name: str) -> int | None
     return best
 
 
-def port_context(entries: PortTLS) -> ssl.SSLContext:
-    """The context of one port: the listener without hostname (else the first) answers clients
-    without SNI; with several certificates, SNI switches to the most specific one."""
-    hostnames = [h for h, _ in entries]
-    contexts = [server_context(cert) for _, cert in entries]
-    default = next((i for i, h in enumerate(hostnames) if h is None), 0)
-    ctx = contexts[default]
-    if len(entries) > 1:
-        def on_sni(sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
-            if server_name:
-                i = pick_by_sni(hostnames, server_name.rstrip(".").lower())
-                if i is not None and i != default:
-                    sock.context = contexts[i]
+class PortCertificates:
+    """The certificates one HTTPS port serves, replaceable while it serves.
 
-        ctx.sni_callback = on_sni  # type: ignore[assignment]  # typeshed types the socket as SSLSocket
-    return ctx
+    The port's listening context (`front`) hands every handshake, with or without SNI, to the
+    context of the listener that claims the server name (OpenSSL calls the SNI callback for
+    every ClientHello). A Secret change builds new contexts and swaps them in (`update`): new
+    handshakes get the new certificate at once, the port never closes, and connections already
+    open keep theirs."""
+
+    def __init__(self, entries: PortTLS) -> None:
+        self.entries: PortTLS = ()
+        self._hostnames: list[str | None] = []
+        self._contexts: list[ssl.SSLContext] = []
+        self._default = 0
+        self.update(entries)
+        self.front = self._contexts[self._default]
+        self.front.sni_callback = self._on_hello  # type: ignore[assignment]  # typeshed: SSLSocket only
+
+    def update(self, entries: PortTLS) -> None:
+        """Build every context first: a certificate that does not load leaves the current ones."""
+        contexts = [server_context(cert) for _, cert in entries]
+        hostnames = [h for h, _ in entries]
+        self._hostnames, self._contexts, self.entries = hostnames, contexts, entries
+        self._default = next((i for i, h in enumerate(hostnames) if h is None), 0)
+
+    def _on_hello(self, sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        i = pick_by_sni(self._hostnames, server_name.rstrip(".").lower()) if server_name else None
+        sock.context = self._contexts[self._default if i is None else i]

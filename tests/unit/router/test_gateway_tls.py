@@ -211,20 +211,52 @@ async def test_sni_selects_the_certificate_of_the_listener_for_that_hostname() -
                 ) == (PAIR[0], OTHER[0])
 
 
-async def test_a_changed_secret_is_served_after_the_reload() -> None:
+async def test_a_changed_secret_is_served_after_the_reload_without_reopening_the_port() -> None:
     port = free_port()
     gw = gateway(https("tls", port, "cert"))
     renewed = self_signed("gw.example.com")
     async with tls_router(gw, [tls_secret("cert", PAIR)]) as (_router, mode):
+        site = mode.listeners.sites[port]
         mode.update([], [gw], [], [], [tls_secret("cert", renewed, version="2")])
+        await mode.settle()
+        assert await served_cert(port, "gw.example.com", trusting(renewed)) == renewed[0]
+        assert mode.listeners.sites[port] is site
 
-        async def serves_renewed() -> bool:
-            try:
-                return await served_cert(port, "gw.example.com", trusting(renewed)) == renewed[0]
-            except OSError:
-                return False  # between the old site closing and the new one listening
 
-        await wait_until(serves_renewed, timeout=10)
+async def test_a_connection_opened_before_the_reload_keeps_serving() -> None:
+    port = free_port()
+    gw = gateway(https("tls", port, "cert"))
+    async with (tls_router(gw, [tls_secret("cert", PAIR)]) as (_router, mode),
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s):
+        url, trust = f"https://127.0.0.1:{port}/healthz", trusting(PAIR)
+        async with s.get(url, ssl=trust, server_hostname="gw.example.com") as r:
+            await r.read()
+        mode.update([], [gw], [], [], [tls_secret("cert", self_signed("gw.example.com"), version="2")])
+        await mode.settle()
+        async with s.get(url, ssl=trust, server_hostname="gw.example.com") as r:  # the pooled connection
+            assert (r.status, await r.text()) == (200, "ok")
+
+
+async def test_a_client_without_sni_gets_the_certificate_of_the_listener_without_hostname() -> None:
+    port = free_port()
+    gw = gateway(https("named", port, "other-cert", hostname="other.example.com"), https("any", port, "gw-cert"))
+    async with tls_router(gw, [tls_secret("gw-cert", PAIR), tls_secret("other-cert", OTHER)]):
+        trust = trusting(PAIR)
+        trust.check_hostname = False
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=trust, server_hostname="")
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        await writer.wait_closed()
+        assert x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM) == PAIR[0]
+
+
+async def test_a_port_switching_from_https_to_http_is_reopened_plain() -> None:
+    port = free_port()
+    async with tls_router(gateway(https("tls", port, "cert")), [tls_secret("cert", PAIR)]) as (_router, mode):
+        mode.update([], [gateway({"name": "plain", "port": port, "protocol": "HTTP"})], [], [], [])
+        await mode.settle()
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/healthz") as r:
+            assert r.status == 200
 
 
 async def test_a_broken_secret_keeps_the_port_closed_and_a_fixed_one_opens_it() -> None:
