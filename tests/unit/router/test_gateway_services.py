@@ -124,3 +124,26 @@ async def test_a_rule_to_a_missing_service_answers_500_naming_it() -> None:
     async with service_router(1, missing) as port:
         status, body, _ = await complete(port, "x", {"x-backend": "absent"})
     assert status == 500 and "Service default/absent not found" in body["error"]["message"]
+
+
+async def test_one_rule_splits_by_weight_between_an_inference_pool_and_a_service() -> None:
+    gw_port = free_port()
+    async with echo_server("pool-0") as pool_address, echo_server("svc-0") as svc_address, static_gateway_router({
+            "endpoints": [{"name": "pool-0", "address": pool_address, "labels": {"app": "pool"}}],
+            "gateway": {
+                "enableGatewayAPIInferenceExtension": True,
+                "gateways": [{"metadata": {"name": "edge", "namespace": "default"},
+                              "spec": {"gatewayClassName": "kthena-router",
+                                       "listeners": [{"name": "http", "port": gw_port, "protocol": "HTTP"}]}}],
+                "httpRoutes": [{"metadata": {"name": "llm", "namespace": "default"},
+                                "spec": {"parentRefs": [{"name": "edge"}], "rules": [{"backendRefs": [
+                                    {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "pool",
+                                     "weight": 1},
+                                    {"kind": "Service", "name": "echo", "port": 80, "weight": 1}]}]}}],
+                "inferencePools": [{"metadata": {"name": "pool", "namespace": "default"},
+                                    "spec": {"selector": {"matchLabels": {"app": "pool"}},
+                                             "targetPorts": [{"number": 8000}]}}],
+                "services": [service()],
+                "endpointSlices": [endpoint_slice([("127.0.0.1", True)], int(svc_address.split(":")[1]))]}}):
+        served = {(await complete(gw_port, f"prompt {i}"))[1]["server"] for i in range(32)}
+    assert served == {"pool-0", "svc-0"}
