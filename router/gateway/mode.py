@@ -11,15 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from router.api import ModelRoute
-from router.gateway.filters import HeaderEdit, UpstreamEdit
+from router.gateway.filters import HeaderEdit, UpstreamEdit, redirect_location
 from router.gateway.listeners import ListenerManager
-from router.gateway.matching import GatewayDecision, GatewayRouter, RedirectRequest, RequestFacts
+from router.gateway.matching import (
+    GatewayDecision,
+    GatewayRouter,
+    RedirectRequest,
+    RequestFacts,
+    match_http_route,
+)
+from router.gateway.objects import normalize_host
 from router.gateway.settings import GatewaySettings
 from router.gateway.table import GatewayTable
 from router.request import ParsedRequest
@@ -52,6 +59,7 @@ class GatewayMode:
         router.models_hook = self.model_names
         router.upstream_hook = self.edit_upstream
         router.app.on_response_prepare.append(self._edit_response)
+        router.app.middlewares.append(self._redirect_other_paths)
 
     # ---- configuration ---------------------------------------------------------------------
 
@@ -170,6 +178,28 @@ class GatewayMode:
         if edit.host is not None:
             headers["host"] = edit.host
         return edit.path if edit.path is not None else request.path
+
+    @web.middleware
+    async def _redirect_other_paths(self, request: web.Request,
+                                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                                    ) -> web.StreamResponse:
+        """RequestRedirect rules also answer paths the router does not serve (e.g. an HTTP to
+        HTTPS redirect of a whole host), which would otherwise be 404 or 405."""
+        if getattr(request.match_info, "http_exception", None) is None or not self.table.inference_extension:
+            return await handler(request)
+        port = _local_port(request)
+        listener = self.table.listener_for(port, normalize_host(request.host)) if port is not None else None
+        if listener is not None:
+            facts = RequestFacts.of(port, request.host, request.path, request.method, request.headers, request.query,
+                                    request.scheme, request.query_string)
+            hit = match_http_route(self.table, listener, facts)
+            redirect = hit[1].filters.redirect if hit is not None else None
+            if hit is not None and redirect is not None:
+                prefix = hit[2].path.value if hit[2].path.type == "PathPrefix" else None
+                location = redirect_location(redirect, facts.scheme, facts.host, port, facts.path,
+                                             facts.query_string, prefix)
+                raise (web.HTTPMovedPermanently if redirect.status == 301 else web.HTTPFound)(location)
+        return await handler(request)
 
     async def _edit_response(self, request: web.Request, response: web.StreamResponse) -> None:
         """ResponseHeaderModifier, on every response of a matched rule (before its headers are sent)."""

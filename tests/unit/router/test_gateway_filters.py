@@ -211,3 +211,16 @@ async def test_a_rule_with_an_unsupported_filter_answers_500_naming_it() -> None
         status, body, _ = await post(port)
     assert (status, body["error"]["code"]) == (500, "unsupported_filter")
     assert "filters[0]: RequestMirror" in body["error"]["message"]
+
+
+async def test_request_redirect_also_answers_paths_the_router_does_not_serve() -> None:
+    async with filtered_router({"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}]}
+                               ) as port, aiohttp.ClientSession() as s, s.get(
+            f"http://127.0.0.1:{port}/docs/index.html", allow_redirects=False) as r:
+        assert (r.status, r.headers["location"]) == (302, "https://127.0.0.1/docs/index.html")
+
+
+async def test_paths_the_router_does_not_serve_stay_404_without_a_redirect_rule() -> None:
+    async with filtered_router(with_filters()) as port, aiohttp.ClientSession() as s, s.get(
+            f"http://127.0.0.1:{port}/docs/index.html", allow_redirects=False) as r:
+        assert r.status == 404
