@@ -17,7 +17,8 @@ import os
 import ssl
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
@@ -40,7 +41,7 @@ class Certificate:
     source: str  # namespace/name of the Secret
     cert_pem: bytes
     key_pem: bytes
-    resource_version: str = ""
+    resource_version: str = field(default="", compare=False)  # a metadata-only change reloads nothing
 
 
 def _decode(secret: Mapping[str, Any], key: str, where: str) -> bytes:
@@ -58,20 +59,35 @@ def _decode(secret: Mapping[str, Any], key: str, where: str) -> bytes:
 
 def check_pair(cert_pem: bytes, key_pem: bytes, where: str) -> None:
     """The PEM certificate chain and key parse and the key belongs to the first certificate."""
+    problem = _pair_problem(cert_pem, key_pem)
+    if problem is not None:
+        raise CertificateRefError("InvalidCertificateRef", f"{where}: {problem}")
+
+
+@lru_cache(maxsize=256)
+def _pair_problem(cert_pem: bytes, key_pem: bytes) -> str | None:
+    """Cached: the routing state is rebuilt on every pod change, certificates rarely change."""
+    try:
+        _check_pair(cert_pem, key_pem)
+    except CertificateRefError as exc:
+        return exc.message
+    return None
+
+
+def _check_pair(cert_pem: bytes, key_pem: bytes) -> None:
     try:
         chain = x509.load_pem_x509_certificates(cert_pem)
     except ValueError as exc:
-        raise CertificateRefError("InvalidCertificateRef", f"{where}: tls.crt is not a PEM certificate ({exc})"
-                                  ) from None
+        raise CertificateRefError("InvalidCertificateRef", f"tls.crt is not a PEM certificate ({exc})") from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
         raise CertificateRefError("InvalidCertificateRef",
-                                  f"{where}: tls.key is not an unencrypted PEM private key ({exc})") from None
+                                  f"tls.key is not an unencrypted PEM private key ({exc})") from None
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(serialization.Encoding.DER, pub) != chain[0].public_key().public_bytes(
             serialization.Encoding.DER, pub):
-        raise CertificateRefError("InvalidCertificateRef", f"{where}: tls.key does not match the certificate")
+        raise CertificateRefError("InvalidCertificateRef", "tls.key does not match the certificate")
 
 
 def resolve(gateway_namespace: str, refs: Sequence[CertRef], secrets: Mapping[str, Mapping[str, Any]] | None
