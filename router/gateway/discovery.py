@@ -87,7 +87,8 @@ class GatewayDiscovery(Discovery):
                     return core.list_namespaced_secret(ns, field_selector=TLS_FIELD_SELECTOR, **kw)
                 return core.list_secret_for_all_namespaces(field_selector=TLS_FIELD_SELECTOR, **kw)
 
-            t = threading.Thread(target=self._watch, args=("tlssecrets", secret_lister, self.tls_secrets),
+            t = threading.Thread(target=self._watch_optional,
+                                 args=("tlssecrets", "secrets", secret_lister, self.tls_secrets),
                                  name="watch-tlssecrets", daemon=True)
             t.start()
             self._threads.append(t)
@@ -117,9 +118,11 @@ class GatewayDiscovery(Discovery):
                 return disco.list_namespaced_endpoint_slice(ns, **kw)
             return disco.list_endpoint_slice_for_all_namespaces(**kw)
 
-        for kind, fn, cache in (("services", services, self.services),
-                                ("endpointslices", endpoint_slices, self.endpoint_slices)):
-            t = threading.Thread(target=self._watch, args=(kind, fn, cache), name=f"watch-{kind}", daemon=True)
+        for kind, resource, fn, cache in (
+                ("services", "services", services, self.services),
+                ("endpointslices", "endpointslices.discovery.k8s.io", endpoint_slices, self.endpoint_slices)):
+            t = threading.Thread(target=self._watch_optional, args=(kind, resource, fn, cache), name=f"watch-{kind}",
+                                 daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -130,7 +133,10 @@ class GatewayDiscovery(Discovery):
 
     def _watch_optional(self, kind: str, crd: str, list_fn: Callable[..., Any],
                         cache: dict[str, dict[str, Any]]) -> None:
-        """Watch `kind` once its CRD is served and readable; until then it is empty (logged once)."""
+        """Watch `kind` once its CRD is served and readable; until then it is empty (logged once).
+        Also for the core kinds Gateway mode adds (TLS Secrets, Services, EndpointSlices): an RBAC
+        that does not grant them (an older chart, Kthena's manifests) must not keep the router
+        from becoming ready."""
         while not self._stop.is_set():
             try:
                 list_fn(limit=1)
@@ -156,7 +162,7 @@ class GatewayDiscovery(Discovery):
                 continue
             if kind in self.mode.absent_kinds:
                 self.mode.absent_kinds.discard(kind)
-                log.info(f"CRD {crd} is installed: watching {kind}", extra={"kind": kind})
+                log.info(f"{crd} can be listed: watching {kind}", extra={"kind": kind})
             self._watch(kind, list_fn, cache)  # returns only on stop
 
     def _after_rebuild(self) -> None:
@@ -173,8 +179,10 @@ class GatewayDiscovery(Discovery):
         c = self.caches
         pools = self.mode.update(list(self.routes.values()), list(c["gateways"].values()),
                                  list(c.get("httproutes", {}).values()), list(c.get("inferencepools", {}).values()),
-                                 None if self.tls_secrets is None else list(self.tls_secrets.values()),
-                                 list(self.services.values()), list(self.endpoint_slices.values()))
+                                 None if self.tls_secrets is None or "tlssecrets" in self.mode.absent_kinds
+                                 else list(self.tls_secrets.values()),
+                                 None if "services" in self.mode.absent_kinds else list(self.services.values()),
+                                 list(self.endpoint_slices.values()))
         if self.status_writer is not None:
             self.status_writer.submit()
         return {"pools": pools, "extra_pods": self.mode.table.services.pods}

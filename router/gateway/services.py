@@ -72,7 +72,7 @@ def resolve_services(refs: Iterable[tuple[str, BackendRef]], services: Iterable[
         if key in out.servers or key in out.errors:
             continue
         if services is None:
-            out.errors[key] = ("BackendNotFound", "the router does not watch Services")
+            out.errors[key] = ("BackendNotFound", "the router cannot list Services (RBAC: list/watch on services)")
             continue
         svc = by_key.get(f"{ref.namespace}/{ref.name}")
         if svc is None:

@@ -94,8 +94,8 @@ def resolve(gateway_namespace: str, refs: Sequence[CertRef], secrets: Mapping[st
             ) -> Certificate:
     """The certificate of a listener: its first certificateRef (one Secret is the spec's Core support)."""
     if secrets is None:
-        raise CertificateRefError("InvalidCertificateRef", "the router does not read Secrets: set gateway.tlsSecrets "
-                                  "(chart: router.gatewayAPI.tls) to serve HTTPS listeners")
+        raise CertificateRefError("InvalidCertificateRef", "the router does not read Secrets: HTTPS listeners need "
+                                  "gateway.tlsSecrets and RBAC list/watch on secrets (chart: router.gatewayAPI.tls)")
     if not refs:
         raise CertificateRefError("InvalidCertificateRef", "tls.certificateRefs is empty")
     ref = refs[0]
