@@ -20,6 +20,10 @@ from typing import Any
 from router.routing import RouteConfigError
 
 SUPPORTED = ("RequestHeaderModifier", "ResponseHeaderModifier", "URLRewrite", "RequestRedirect")
+# Headers the header modifiers may not touch: the router frames requests and responses itself
+# (the upstream Host comes from URLRewrite.hostname).
+FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+                             "te", "trailer", "proxy-connection"})
 
 
 @dataclass(frozen=True)
@@ -143,10 +147,18 @@ def compile_filters(items: Any, where: str, prefix_match: bool) -> RuleFilters:
     for i, f in enumerate(items or ()):
         w = f"{where}.filters[{i}]"
         kind = f.get("type") if isinstance(f, Mapping) else None
-        if kind == "RequestHeaderModifier":
-            request_headers = _header_edit(f.get("requestHeaderModifier"), f"{w}.requestHeaderModifier")
-        elif kind == "ResponseHeaderModifier":
-            response_headers = _header_edit(f.get("responseHeaderModifier"), f"{w}.responseHeaderModifier")
+        if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+            spec_key = "requestHeaderModifier" if kind == "RequestHeaderModifier" else "responseHeaderModifier"
+            edit: HeaderEdit | None = _header_edit(f.get(spec_key), f"{w}.{spec_key}")
+            assert edit is not None
+            framing = sorted(({n for n, _ in edit.set + edit.add} | set(edit.remove)) & FRAMING_HEADERS)
+            if framing:  # refused like an unsupported value: never applied half-way
+                unsupported.append(f"filters[{i}]: {kind} of {', '.join(framing)}")
+                edit = None
+            if kind == "RequestHeaderModifier":
+                request_headers = edit
+            else:
+                response_headers = edit
         elif kind == "URLRewrite":
             obj = f.get("urlRewrite") or {}
             rewrite = Rewrite(hostname=obj.get("hostname") or None,

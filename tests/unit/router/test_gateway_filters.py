@@ -224,3 +224,10 @@ async def test_paths_the_router_does_not_serve_stay_404_without_a_redirect_rule(
     async with filtered_router(with_filters()) as port, aiohttp.ClientSession() as s, s.get(
             f"http://127.0.0.1:{port}/docs/index.html", allow_redirects=False) as r:
         assert r.status == 404
+
+
+def test_a_request_header_modifier_of_framing_headers_is_unsupported_not_applied() -> None:
+    compiled = rule_filters({"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "set": [{"name": "Content-Length", "value": "0"}], "remove": ["transfer-encoding"]}})
+    assert compiled.request_headers is None
+    assert compiled.unsupported == ("filters[0]: RequestHeaderModifier of content-length, transfer-encoding",)
