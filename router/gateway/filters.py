@@ -13,6 +13,7 @@ and requests the rule matches get a 500 (the spec forbids skipping a filter).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,10 @@ SUPPORTED = ("RequestHeaderModifier", "ResponseHeaderModifier", "URLRewrite", "R
 # (the upstream Host comes from URLRewrite.hostname).
 FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
                              "te", "trailer", "proxy-connection"})
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")  # an HTTP header name (the CRD's pattern)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f?#]")  # would break the request line or the Location header
+_HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # the CRD's pattern
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,8 @@ def _pairs(items: Any, where: str) -> tuple[tuple[str, str], ...]:
         name, value = (item.get("name"), item.get("value")) if isinstance(item, Mapping) else (None, None)
         if not isinstance(name, str) or not name or not isinstance(value, str):
             raise RouteConfigError(f"{where}[{i}]: name and value are required strings")
-        if any(c in name + value for c in "\r\n"):
-            raise RouteConfigError(f"{where}[{i}]: header names and values may not contain line breaks")
+        if not _TOKEN.match(name) or _CONTROL.search(value):
+            raise RouteConfigError(f"{where}[{i}]: invalid header name {name!r} or value (control characters)")
         out.append((name.lower(), value))
     return tuple(out)
 
@@ -133,9 +138,20 @@ def _path(obj: Any, where: str, prefix_match: bool) -> PathModifier | None:
         value = obj.get("replacePrefixMatch")
     else:
         raise RouteConfigError(f"{where}.type: expected ReplaceFullPath or ReplacePrefixMatch, got {kind!r}")
-    if not isinstance(value, str) or (value and not value.startswith("/")):
-        raise RouteConfigError(f"{where}: expected an absolute path, got {value!r}")
+    if not isinstance(value, str) or (value and not value.startswith("/")) or _UNSAFE.search(value):
+        raise RouteConfigError(f"{where}: expected an absolute path without spaces or control characters, "
+                               f"got {value!r}")
     return PathModifier(type=kind, value=value)
+
+
+
+
+def _hostname(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _HOSTNAME.match(value):
+        raise RouteConfigError(f"{where}: expected a DNS hostname, got {value!r}")
+    return value
 
 
 def compile_filters(items: Any, where: str, prefix_match: bool) -> RuleFilters:
@@ -161,7 +177,7 @@ def compile_filters(items: Any, where: str, prefix_match: bool) -> RuleFilters:
                 response_headers = edit
         elif kind == "URLRewrite":
             obj = f.get("urlRewrite") or {}
-            rewrite = Rewrite(hostname=obj.get("hostname") or None,
+            rewrite = Rewrite(hostname=_hostname(obj.get("hostname"), f"{w}.urlRewrite.hostname"),
                               path=_path(obj.get("path"), f"{w}.urlRewrite.path", prefix_match))
         elif kind == "RequestRedirect":
             obj = f.get("requestRedirect") or {}
@@ -172,7 +188,8 @@ def compile_filters(items: Any, where: str, prefix_match: bool) -> RuleFilters:
                 raise RouteConfigError(f"{w}.requestRedirect.port: expected 1..65535, got {port!r}")
             if status not in (301, 302):
                 raise RouteConfigError(f"{w}.requestRedirect.statusCode: expected 301 or 302, got {status!r}")
-            redirect = Redirect(scheme=scheme, hostname=obj.get("hostname") or None, port=port,
+            redirect = Redirect(scheme=scheme, hostname=_hostname(obj.get("hostname"), f"{w}.requestRedirect.hostname"),
+                                port=port,
                                 path=_path(obj.get("path"), f"{w}.requestRedirect.path", prefix_match),
                                 status=status)
         else:

@@ -231,3 +231,23 @@ def test_a_request_header_modifier_of_framing_headers_is_unsupported_not_applied
         "set": [{"name": "Content-Length", "value": "0"}], "remove": ["transfer-encoding"]}})
     assert compiled.request_headers is None
     assert compiled.unsupported == ("filters[0]: RequestHeaderModifier of content-length, transfer-encoding",)
+
+
+@pytest.mark.parametrize(("filters", "field"), [
+    ({"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/a b"}}},
+     "urlRewrite.path"),
+    ({"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/a\r\nX: y"}}},
+     "urlRewrite.path"),
+    ({"type": "URLRewrite", "urlRewrite": {"hostname": "evil\r\nx: y"}}, "urlRewrite.hostname"),
+    ({"type": "RequestRedirect", "requestRedirect": {"hostname": "a b.example.com"}}, "requestRedirect.hostname"),
+])
+def test_rewrite_and_redirect_values_that_would_break_the_request_are_refused(filters: dict[str, Any],
+                                                                              field: str) -> None:
+    with pytest.raises(RouteConfigError, match=rf"filters\[0\]\.{field}"):
+        rule_filters(filters)
+
+
+def test_a_header_name_that_is_not_an_http_token_is_refused() -> None:
+    with pytest.raises(RouteConfigError, match=r"requestHeaderModifier.set\[0\]: invalid header name"):
+        rule_filters({"type": "RequestHeaderModifier", "requestHeaderModifier": {
+            "set": [{"name": "x-a: b\r\nx-c", "value": "d"}]}})
