@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from router.config import RouterConfig
+from router.debug import ConfigDump, static_source
 from router.gateway.mode import GatewayMode
 from router.harness import free_port
 from router.server import Router
@@ -45,12 +46,16 @@ async def echo_server(name: str = "echo") -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def static_gateway_router(cfg: dict[str, Any]) -> AsyncIterator[tuple[Router, GatewayMode]]:
-    """A router configured by `cfg` (RouterConfig fields, with a `gateway` section) in static mode."""
+async def static_gateway_router(cfg: dict[str, Any], *, config_dump: bool = False
+                                ) -> AsyncIterator[tuple[Router, GatewayMode]]:
+    """A router configured by `cfg` (RouterConfig fields, with a `gateway` section) in static mode;
+    `config_dump` also serves `/debug/config_dump/...`."""
     config = RouterConfig.model_validate({"port": free_port(), "metricsInterval": 0.05, "kvEvents": False, **cfg})
     router = Router(config)
     mode = GatewayMode(router, config.gateway)
     mode.load_static()
+    if config_dump:
+        ConfigDump(router, static_source(router), mode).install(router.app)
     runner = web.AppRunner(router.app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", config.port).start()

@@ -3,15 +3,13 @@ per Gateway listener port, HTTPRoute -> InferencePool, EPP headers, the config d
 
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from router.config import RouterConfig
-from router.debug import ConfigDump, static_source
+from router.gateway.harness import static_gateway_router
 from router.gateway.mode import GatewayMode
 from router.harness import Engines, free_port, route, server, wait_until
 from router.server import Router
@@ -19,22 +17,8 @@ from router.server import Router
 pytestmark = pytest.mark.slow
 
 
-@asynccontextmanager
-async def gateway_router(cfg: dict[str, Any]) -> AsyncIterator[tuple[Router, GatewayMode]]:
-    config = RouterConfig.model_validate({"port": free_port(), "metricsInterval": 0.05, "kvEvents": False, **cfg})
-    router = Router(config)
-    mode = GatewayMode(router, config.gateway)
-    mode.load_static()
-    ConfigDump(router, static_source(router), mode).install(router.app)
-    runner = web.AppRunner(router.app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", config.port).start()
-    await mode.bind(runner)
-    try:
-        yield router, mode
-    finally:
-        await mode.close()
-        await runner.cleanup()
+def gateway_router(cfg: dict[str, Any]) -> AbstractAsyncContextManager[tuple[Router, GatewayMode]]:
+    return static_gateway_router(cfg, config_dump=True)
 
 
 def pool_ref(name: str) -> dict[str, Any]:

@@ -5,18 +5,15 @@ Secret keeping the port closed."""
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from router.config import RouterConfig
-from router.gateway.harness import self_signed, tls_secret
+from router.gateway.harness import self_signed, static_gateway_router, tls_secret
 from router.gateway.mode import GatewayMode
 from router.gateway.objects import CertRef, compile_gateway
 from router.gateway.status import desired_gateway
@@ -147,24 +144,10 @@ def test_https_on_the_routers_plain_main_port_is_port_unavailable() -> None:
 # ---- real TLS ---------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def tls_router(gw: dict[str, Any], secret_objs: list[dict[str, Any]], **cfg: Any
-                     ) -> AsyncIterator[tuple[Router, GatewayMode]]:
-    config = RouterConfig.model_validate({"port": free_port(), "metricsInterval": 0.05, "kvEvents": False, **cfg,
-                                          "gateway": {"enableGatewayAPI": True, "gateways": [gw],
-                                                      "secrets": secret_objs}})
-    router = Router(config)
-    mode = GatewayMode(router, config.gateway)
-    mode.load_static()
-    runner = web.AppRunner(router.app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", config.port).start()
-    await mode.bind(runner)
-    try:
-        yield router, mode
-    finally:
-        await mode.close()
-        await runner.cleanup()
+def tls_router(gw: dict[str, Any], secret_objs: list[dict[str, Any]], **cfg: Any
+               ) -> AbstractAsyncContextManager[tuple[Router, GatewayMode]]:
+    return static_gateway_router({**cfg, "gateway": {"enableGatewayAPI": True, "gateways": [gw],
+                                                     "secrets": secret_objs}})
 
 
 def trusting(*pairs: tuple[bytes, bytes]) -> ssl.SSLContext:
